@@ -1,0 +1,66 @@
+// Hook points, named as TransformerLens names them. A hook sees a value as
+// the forward computes it and may replace it (assign to `value`). Hooks are
+// passed per forward call, so they are scoped to that call by construction.
+//
+// Shapes (one sequence of T tokens, no batch dimension):
+//   hook_resid_pre / hook_resid_mid / hook_resid_post / hook_attn_out / hook_mlp_out   [T, d_model]
+//   attn.hook_q [T, n_heads, head_dim]; attn.hook_k, attn.hook_v [T, n_kv_heads, head_dim]
+//     (q and k after RoPE, as the attention uses them)
+//   attn.hook_pattern  one query chunk: [n_heads, q_end - q_begin, q_end] — probabilities of queries
+//     q_begin..q_end-1 over keys 0..q_end-1 (later keys are causally 0 and not materialised)
+//   attn.hook_z [T, n_heads, head_dim] (per-head output before o_proj)
+//   ln_final.hook_normalized [T, d_model]; hook_logits [T, vocab]
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace sink {
+
+enum class Hook : int {
+  ResidPre, Q, K, V, Pattern, Z, AttnOut, ResidMid, MlpOut, ResidPost, FinalNorm, Logits, kCount
+};
+
+// "blocks.3.attn.hook_pattern", "hook_logits", ...
+std::string hook_name(Hook h, int layer);
+
+struct HookCtx {
+  int layer = -1;             // -1 for hooks outside the blocks
+  std::int64_t q_begin = 0;   // pattern chunks: first query row
+  std::int64_t q_end = 0;     // pattern chunks: one past the last query row (= number of keys)
+  // GPT-OSS: mass each query row gives the learned sink [n_heads, q_end - q_begin]; undefined otherwise.
+  const at::Tensor* sink_mass = nullptr;
+  // Attention chunk: the values [n_kv_heads, q_end, head_dim] this chunk reads (for value-update metrics).
+  const at::Tensor* v = nullptr;
+};
+
+using HookFn = std::function<void(at::Tensor& value, const HookCtx& ctx)>;
+
+class Hooks {
+ public:
+  // layer = -1: every layer.
+  void add(Hook h, HookFn fn, int layer = -1) { fns_[static_cast<int>(h)].push_back({layer, std::move(fn)}); }
+  bool any(Hook h) const { return !fns_[static_cast<int>(h)].empty(); }
+  bool any(Hook h, int layer) const {
+    for (const auto& e : fns_[static_cast<int>(h)])
+      if (e.layer < 0 || e.layer == layer) return true;
+    return false;
+  }
+  void run(Hook h, at::Tensor& value, const HookCtx& ctx) const {
+    for (const auto& e : fns_[static_cast<int>(h)])
+      if (e.layer < 0 || e.layer == ctx.layer) e.fn(value, ctx);
+  }
+
+ private:
+  struct Entry {
+    int layer;
+    HookFn fn;
+  };
+  std::array<std::vector<Entry>, static_cast<int>(Hook::kCount)> fns_;
+};
+
+}  // namespace sink

@@ -1,0 +1,74 @@
+// A loaded model: spec, weights resident in the compute dtype, and the one
+// shared forward pass. Families differ only in their spec and weight table.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sink/model/hooks.hpp"
+#include "sink/model/spec.hpp"
+
+namespace sink {
+
+struct LoadOptions {
+  std::string dtype = "float32";  // float32 | bfloat16 | float16
+  std::string device = "cpu";     // cpu | cuda:N
+  std::int64_t attn_chunk = 0;    // queries per attention chunk; 0 = choose from T and heads
+};
+
+// Per-layer weights; unused ones stay undefined. Shapes as in HF nn.Linear ([out, in]).
+struct LayerWeights {
+  at::Tensor attn_norm, attn_norm_b;          // [d]
+  at::Tensor wq, wk, wv, wo;                  // [H*dh, d], [Hkv*dh, d], [Hkv*dh, d], [d, H*dh]
+  at::Tensor bq, bk, bv, bo;
+  at::Tensor q_norm, k_norm;                  // [dh] (Qwen3)
+  at::Tensor post_attn_norm, pre_ffn_norm;    // Gemma 2 sandwich norms
+  at::Tensor ffn_norm, ffn_norm_b;            // [d]
+  at::Tensor post_ffn_norm;
+  at::Tensor w_gate, w_up, w_down;            // [f, d], [f, d], [d, f]
+  at::Tensor b_gate, b_up, b_down;
+  at::Tensor sinks;                           // [H] GPT-OSS learned sink logits
+};
+
+struct Weights {
+  at::Tensor tok_embd;                        // [vocab, d]
+  at::Tensor output_norm, output_norm_b;      // [d]
+  at::Tensor output;                          // [vocab, d] (may alias tok_embd)
+  std::vector<LayerWeights> layers;
+};
+
+class Model {
+ public:
+  Model(ModelSpec spec, Weights w, const LoadOptions& opt);
+  ~Model();
+
+  const ModelSpec& spec() const { return spec_; }
+  const Weights& weights() const { return w_; }
+  at::ScalarType dtype() const;
+  const std::string& source() const { return source_; }
+  void set_source(std::string s) { source_ = std::move(s); }
+
+  // One sequence of token ids → logits [T, vocab] (compute dtype). Hooks see
+  // every named intermediate. Runs under inference mode.
+  at::Tensor forward(const std::vector<std::int64_t>& ids, const Hooks& hooks = {}) const;
+
+ private:
+  struct Rope;
+  ModelSpec spec_;
+  Weights w_;
+  LoadOptions opt_;
+  std::string source_;
+  std::unique_ptr<Rope> rope_;
+};
+
+// Loads a model from a path (HF snapshot dir, config.json's folder, .gguf file)
+// or an HF id resolved through the local HF cache. Throws InputError on bad input.
+std::unique_ptr<Model> load_model(const std::string& path_or_id, const LoadOptions& opt);
+
+// HF id → snapshot directory in $HF_HUB_CACHE / $HF_HOME/hub / ~/.cache/huggingface/hub (offline).
+std::string resolve_model_path(const std::string& path_or_id);
+
+}  // namespace sink

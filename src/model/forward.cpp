@@ -1,0 +1,261 @@
+// The one shared forward pass, top to bottom in the paper's order. Families
+// differ only through ModelSpec flags and which weights exist. Numerics follow
+// HF transformers' eager code: norms and softmax in float32, cast back to the
+// compute dtype at the same points.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+
+#include "sink/model/model.hpp"
+#include "sink/util/error.hpp"
+
+namespace sink {
+
+std::string hook_name(Hook h, int l) {
+  const std::string b = "blocks." + std::to_string(l) + ".";
+  switch (h) {
+    case Hook::ResidPre: return b + "hook_resid_pre";
+    case Hook::Q: return b + "attn.hook_q";
+    case Hook::K: return b + "attn.hook_k";
+    case Hook::V: return b + "attn.hook_v";
+    case Hook::Pattern: return b + "attn.hook_pattern";
+    case Hook::Z: return b + "attn.hook_z";
+    case Hook::AttnOut: return b + "hook_attn_out";
+    case Hook::ResidMid: return b + "hook_resid_mid";
+    case Hook::MlpOut: return b + "hook_mlp_out";
+    case Hook::ResidPost: return b + "hook_resid_post";
+    case Hook::FinalNorm: return "ln_final.hook_normalized";
+    case Hook::Logits: return "hook_logits";
+    case Hook::kCount: break;
+  }
+  return "?";
+}
+
+namespace {
+
+at::ScalarType parse_dtype(const std::string& s) {
+  if (s == "float32") return at::kFloat;
+  if (s == "bfloat16") return at::kBFloat16;
+  if (s == "float16") return at::kHalf;
+  throw InputError("dtype", "unknown dtype '" + s + "' (float32, bfloat16 or float16)");
+}
+
+// RMSNorm as HF: normalise in float32, cast to the input dtype, then scale
+// (Gemma: scale by 1 + w in float32, then cast).
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, bool plus_one) {
+  auto xf = x.to(at::kFloat);
+  xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  if (plus_one) return (xf * (1.0 + w.to(at::kFloat))).to(x.scalar_type());
+  return w * xf.to(x.scalar_type());
+}
+
+at::Tensor norm(const ModelSpec& s, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  switch (s.norm) {
+    case NormKind::RMS: return rms_norm(x, w, s.norm_eps, false);
+    case NormKind::RMSPlusOne: return rms_norm(x, w, s.norm_eps, true);
+    case NormKind::LayerNorm: return at::layer_norm(x, {x.size(-1)}, w, b, s.norm_eps);
+  }
+  return x;
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
+}
+
+// HF rotate_half layout: the first and second halves of the rotary dims pair up.
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, int rotary_dim) {
+  // x [T, heads, dh]; cos, sin [T, rotary_dim] in x's dtype
+  const auto dh = x.size(-1);
+  auto xr = rotary_dim == dh ? x : x.narrow(-1, 0, rotary_dim);
+  const auto half = rotary_dim / 2;
+  auto rot = at::cat({-xr.narrow(-1, half, half), xr.narrow(-1, 0, half)}, -1);
+  auto c = cos.unsqueeze(1), sn = sin.unsqueeze(1);
+  auto out = xr * c + rot * sn;
+  if (rotary_dim == dh) return out;
+  return at::cat({out, x.narrow(-1, rotary_dim, dh - rotary_dim)}, -1);
+}
+
+at::Tensor mlp(const ModelSpec& s, const LayerWeights& L, const at::Tensor& h) {
+  switch (s.act) {
+    case Activation::SiLU:
+      return linear(at::silu(linear(h, L.w_gate, L.b_gate)) * linear(h, L.w_up, L.b_up), L.w_down, L.b_down);
+    case Activation::GELUTanh:
+      return linear(at::gelu(linear(h, L.w_gate, L.b_gate), "tanh") * linear(h, L.w_up, L.b_up), L.w_down, L.b_down);
+    case Activation::GELU:  // GPT-NeoX: plain two-layer MLP
+      return linear(at::gelu(linear(h, L.w_up, L.b_up)), L.w_down, L.b_down);
+    case Activation::ClampedSwiGLU:
+      break;
+  }
+  throw std::logic_error("activation not implemented in the dense MLP");
+}
+
+}  // namespace
+
+// RoPE tables: inv_freq computed once in float32 exactly as HF does.
+struct Model::Rope {
+  at::Tensor inv_freq;  // [rotary_dim / 2] float32
+  double attention_scaling = 1.0;
+};
+
+Model::Model(ModelSpec spec, Weights w, const LoadOptions& opt)
+    : spec_(std::move(spec)), w_(std::move(w)), opt_(opt), rope_(std::make_unique<Rope>()) {
+  c10::InferenceMode guard;
+  const auto& r = spec_.rope;
+  const int dim = r.rotary_dim;
+  auto dev = w_.tok_embd.device();
+  auto idx = at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong).device(dev)).to(at::kFloat);
+  at::Tensor inv = 1.0 / at::pow(r.theta, idx / static_cast<double>(dim));
+  if (r.type == "llama3") {
+    const double old_ctx = static_cast<double>(r.original_max_positions);
+    const double low_wl = old_ctx / r.low_freq_factor, high_wl = old_ctx / r.high_freq_factor;
+    auto wavelen = 2 * M_PI / inv;
+    auto inv_l = at::where(wavelen > low_wl, inv / r.factor, inv);
+    auto smooth = (old_ctx / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+    auto smoothed = (1 - smooth) * inv_l / r.factor + smooth * inv_l;
+    auto medium = at::logical_not(wavelen < high_wl).logical_and(at::logical_not(wavelen > low_wl));
+    inv = at::where(medium, smoothed, inv_l);
+  } else if (r.type != "default") {
+    throw InputError(spec_.source, "RoPE type '" + r.type + "' is not implemented yet");
+  }
+  rope_->inv_freq = inv;
+}
+
+Model::~Model() = default;
+
+at::ScalarType Model::dtype() const { return parse_dtype(opt_.dtype); }
+
+at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hooks) const {
+  c10::InferenceMode guard;
+  const auto& s = spec_;
+  const auto dt = dtype();
+  const auto dev = w_.tok_embd.device();
+  const std::int64_t T = static_cast<std::int64_t>(ids.size());
+  if (T == 0) throw std::invalid_argument("forward: empty sequence");
+  const std::int64_t H = s.n_heads, Hkv = s.n_kv_heads, dh = s.head_dim, R = s.n_rep();
+  for (auto id : ids)
+    if (id < 0 || id >= s.vocab)
+      throw InputError(source_, "token id " + std::to_string(id) + " outside the vocabulary (" +
+                                    std::to_string(s.vocab) + ")");
+
+  auto idx = at::tensor(ids, at::TensorOptions().dtype(at::kLong)).to(dev);
+
+  // RoPE cos/sin for positions 0..T-1: float32, then cast (HF: emb.cos() * scaling, .to(dtype)).
+  auto pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(dev));
+  auto freqs = at::outer(pos, rope_->inv_freq);  // [T, rd/2]
+  auto emb = at::cat({freqs, freqs}, -1);
+  auto cos = (emb.cos() * rope_->attention_scaling).to(dt);
+  auto sin = (emb.sin() * rope_->attention_scaling).to(dt);
+
+  // Queries per attention chunk: bounded so that H × chunk × T scores stay small.
+  std::int64_t chunk = opt_.attn_chunk;
+  if (chunk <= 0) chunk = std::clamp<std::int64_t>((std::int64_t(1) << 24) / std::max<std::int64_t>(1, H * T), 16, T);
+
+  // ---- embeddings
+  at::Tensor x = at::embedding(w_.tok_embd, idx);  // [T, d]
+  if (s.embed_scale) {
+    // Gemma: the normaliser is rounded to the activation dtype first.
+    auto normalizer = at::scalar_tensor(std::sqrt(static_cast<double>(s.d_model)), at::TensorOptions().dtype(dt));
+    x = x * normalizer;
+  }
+
+  for (int l = 0; l < s.n_layers; ++l) {
+    const LayerWeights& L = w_.layers[l];
+    HookCtx ctx;
+    ctx.layer = l;
+    hooks.run(Hook::ResidPre, x, ctx);
+
+    // ---- attention: norm, projections
+    at::Tensor h = norm(s, x, L.attn_norm, L.attn_norm_b);
+    at::Tensor q = linear(h, L.wq, L.bq).view({T, H, dh});
+    at::Tensor k = linear(h, L.wk, L.bk).view({T, Hkv, dh});
+    at::Tensor v = linear(h, L.wv, L.bv).view({T, Hkv, dh});
+    if (s.qk_norm) {  // Qwen3: per-head RMSNorm before RoPE
+      q = rms_norm(q, L.q_norm, s.norm_eps, false);
+      k = rms_norm(k, L.k_norm, s.norm_eps, false);
+    }
+    // ---- RoPE
+    q = apply_rope(q, cos, sin, s.rope.rotary_dim);
+    k = apply_rope(k, cos, sin, s.rope.rotary_dim);
+    hooks.run(Hook::Q, q, ctx);
+    hooks.run(Hook::K, k, ctx);
+    hooks.run(Hook::V, v, ctx);
+
+    // ---- scaled dot-product attention, query chunk by chunk
+    auto qh = q.permute({1, 0, 2}).reshape({Hkv, R, T, dh});  // (Hkv, n_rep, T, dh): head h = kv·R + r
+    auto kh = k.permute({1, 0, 2}).contiguous();              // (Hkv, T, dh)
+    auto vh = v.permute({1, 0, 2}).contiguous();              // (Hkv, T, dh)
+    at::Tensor z = at::empty({H, T, dh}, q.options());
+    const bool want_pattern = hooks.any(Hook::Pattern, l);
+    const int W = s.sliding_window[l];
+    for (std::int64_t q0 = 0; q0 < T; q0 += chunk) {
+      const std::int64_t q1 = std::min(T, q0 + chunk), c = q1 - q0;
+      auto kc = kh.narrow(1, 0, q1).unsqueeze(1);  // (Hkv, 1, q1, dh)
+      auto vc = vh.narrow(1, 0, q1).unsqueeze(1);
+      auto scores = at::matmul(qh.narrow(2, q0, c), kc.transpose(-1, -2)) * s.attn_scale;  // (Hkv, R, c, q1)
+      if (s.attn_softcap > 0) scores = at::tanh(scores / s.attn_softcap) * s.attn_softcap;
+      // causal (and sliding-window) mask: key j visible to query i iff i - W < j <= i
+      auto qi = at::arange(q0, q1, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
+      auto kj = at::arange(q1, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
+      auto masked = kj > qi;
+      if (W > 0) masked = masked.logical_or(kj <= qi - W);
+      auto sf = scores.to(at::kFloat).masked_fill(masked, -std::numeric_limits<float>::infinity());
+      at::Tensor p;
+      at::Tensor sink_mass;
+      if (s.attn_sinks) {
+        // GPT-OSS: a learned logit per head joins the softmax as an extra column, then is dropped.
+        auto sk = L.sinks.to(at::kFloat).view({Hkv, R, 1, 1}).expand({Hkv, R, c, 1});
+        auto full = at::cat({sf, sk}, -1);
+        full = full - std::get<0>(full.max(-1, true));
+        auto pf = at::softmax(full, -1);
+        p = pf.narrow(-1, 0, q1).to(dt);
+        sink_mass = pf.select(-1, q1).reshape({H, c});
+      } else {
+        p = at::softmax(sf, -1).to(dt);
+      }
+      if (want_pattern) {
+        auto pv = p.view({H, c, q1});
+        HookCtx pc = ctx;
+        pc.q_begin = q0;
+        pc.q_end = q1;
+        if (sink_mass.defined()) pc.sink_mass = &sink_mass;
+        auto vflat = vh.narrow(1, 0, q1);
+        pc.v = &vflat;
+        hooks.run(Hook::Pattern, pv, pc);
+        p = pv.view({Hkv, R, c, q1});
+      }
+      z.narrow(1, q0, c).copy_(at::matmul(p, vc).view({H, c, dh}));  // (Hkv, R, c, dh)
+    }
+    z = z.permute({1, 0, 2});  // [T, H, dh]
+    hooks.run(Hook::Z, z, ctx);
+    at::Tensor attn_out = linear(z.reshape({T, H * dh}), L.wo, L.bo);
+    if (s.post_norms) attn_out = norm(s, attn_out, L.post_attn_norm, {});
+    hooks.run(Hook::AttnOut, attn_out, ctx);
+
+    // ---- MLP and residual
+    if (s.parallel_residual) {
+      at::Tensor m = mlp(s, L, norm(s, x, L.ffn_norm, L.ffn_norm_b));
+      hooks.run(Hook::MlpOut, m, ctx);
+      x = m + attn_out + x;
+    } else {
+      x = x + attn_out;
+      hooks.run(Hook::ResidMid, x, ctx);
+      at::Tensor m = mlp(s, L, norm(s, x, L.ffn_norm, L.ffn_norm_b));
+      if (s.post_norms) m = norm(s, m, L.post_ffn_norm, {});
+      hooks.run(Hook::MlpOut, m, ctx);
+      x = x + m;
+    }
+    hooks.run(Hook::ResidPost, x, ctx);
+  }
+
+  // ---- final norm and head
+  HookCtx fctx;
+  x = norm(s, x, w_.output_norm, w_.output_norm_b);
+  hooks.run(Hook::FinalNorm, x, fctx);
+  at::Tensor logits = at::linear(x, w_.output);
+  if (s.final_softcap > 0) logits = at::tanh(logits / s.final_softcap) * s.final_softcap;
+  hooks.run(Hook::Logits, logits, fctx);
+  return logits;
+}
+
+}  // namespace sink

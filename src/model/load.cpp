@@ -1,0 +1,176 @@
+// Loading: resolve the path or HF id, read the spec, then fill Weights from the
+// family's tensor table, checking every name and shape before anything runs.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "sink/model/model.hpp"
+#include "sink/model/weight_source.hpp"
+#include "sink/util/error.hpp"
+#include "sink/util/mapped_file.hpp"
+
+namespace sink {
+namespace fs = std::filesystem;
+
+std::string resolve_model_path(const std::string& p) {
+  if (fs::exists(p)) return p;
+  // An HF id "org/name": look in the local hub cache, never on the network.
+  auto slash = p.find('/');
+  if (slash == std::string::npos || p.find('/', slash + 1) != std::string::npos || p.rfind('.', 0) == 0)
+    throw InputError(p, "no such file or directory");
+  fs::path hub;
+  if (const char* c = std::getenv("HF_HUB_CACHE")) hub = c;
+  else if (const char* h = std::getenv("HF_HOME")) hub = fs::path(h) / "hub";
+  else if (const char* home = std::getenv("HOME")) hub = fs::path(home) / ".cache" / "huggingface" / "hub";
+  const fs::path repo = hub / ("models--" + p.substr(0, slash) + "--" + p.substr(slash + 1));
+  if (!fs::is_directory(repo / "snapshots"))
+    throw InputError(p, "not a local path and not in the HF cache (" + repo.string() + "); download it first");
+  std::string rev;
+  if (std::ifstream ref(repo / "refs" / "main"); ref) std::getline(ref, rev);
+  if (!rev.empty() && fs::is_directory(repo / "snapshots" / rev)) return (repo / "snapshots" / rev).string();
+  // No refs/main: take the most recently written snapshot.
+  fs::path best;
+  fs::file_time_type best_t{};
+  for (const auto& e : fs::directory_iterator(repo / "snapshots"))
+    if (e.is_directory() && (best.empty() || e.last_write_time() > best_t)) best = e.path(), best_t = e.last_write_time();
+  if (best.empty()) throw InputError(repo.string(), "HF cache entry has no snapshot");
+  return best.string();
+}
+
+namespace {
+
+std::string shape_str(at::IntArrayRef s) {
+  std::ostringstream o;
+  o << '[';
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << ']';
+  return o.str();
+}
+
+// Takes one tensor: checks presence, shape and finiteness, converts to the compute dtype and device.
+struct Taker {
+  const WeightSource& src;
+  at::ScalarType dt;
+  at::Device dev;
+
+  at::Tensor operator()(const std::string& name, std::vector<std::int64_t> shape, bool optional = false) const {
+    if (!src.has(name)) {
+      if (optional) return {};
+      throw InputError(src.where(name), "missing tensor '" + name + "'");
+    }
+    at::Tensor t = src.get(name);
+    if (t.sizes() != at::IntArrayRef(shape))
+      throw InputError(src.where(name), "tensor '" + name + "' has shape " + shape_str(t.sizes()) + ", expected " +
+                                            shape_str(shape));
+    if (!at::isfinite(t).all().item<bool>())
+      throw InputError(src.where(name), "tensor '" + name + "' contains NaN or Inf");
+    return t.to(dev, dt, /*non_blocking=*/false, /*copy=*/true).contiguous();
+  }
+};
+
+// Llama, Mistral, Qwen2, Qwen3: HF's LlamaForCausalLM naming.
+Weights take_llama_like(const ModelSpec& s, const Taker& take) {
+  const std::int64_t d = s.d_model, H = s.n_heads, Hkv = s.n_kv_heads, dh = s.head_dim, f = s.d_ff;
+  Weights w;
+  w.tok_embd = take("model.embed_tokens.weight", {s.vocab, d});
+  w.output_norm = take("model.norm.weight", {d});
+  w.output = s.tied_embeddings ? w.tok_embd : take("lm_head.weight", {s.vocab, d});
+  for (int l = 0; l < s.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights L;
+    L.attn_norm = take(p + "input_layernorm.weight", {d});
+    L.wq = take(p + "self_attn.q_proj.weight", {H * dh, d});
+    L.wk = take(p + "self_attn.k_proj.weight", {Hkv * dh, d});
+    L.wv = take(p + "self_attn.v_proj.weight", {Hkv * dh, d});
+    L.wo = take(p + "self_attn.o_proj.weight", {d, H * dh});
+    if (s.qkv_bias) {
+      L.bq = take(p + "self_attn.q_proj.bias", {H * dh});
+      L.bk = take(p + "self_attn.k_proj.bias", {Hkv * dh});
+      L.bv = take(p + "self_attn.v_proj.bias", {Hkv * dh});
+    }
+    if (s.o_bias) L.bo = take(p + "self_attn.o_proj.bias", {d});
+    if (s.qk_norm) {
+      L.q_norm = take(p + "self_attn.q_norm.weight", {dh});
+      L.k_norm = take(p + "self_attn.k_norm.weight", {dh});
+    }
+    L.ffn_norm = take(p + "post_attention_layernorm.weight", {d});
+    L.w_gate = take(p + "mlp.gate_proj.weight", {f, d});
+    L.w_up = take(p + "mlp.up_proj.weight", {f, d});
+    L.w_down = take(p + "mlp.down_proj.weight", {d, f});
+    if (s.mlp_bias) {
+      L.b_gate = take(p + "mlp.gate_proj.bias", {f});
+      L.b_up = take(p + "mlp.up_proj.bias", {f});
+      L.b_down = take(p + "mlp.down_proj.bias", {d});
+    }
+    w.layers.push_back(std::move(L));
+  }
+  return w;
+}
+
+Weights take_weights(const ModelSpec& s, const Taker& take) {
+  switch (s.family) {
+    case Family::Llama:
+    case Family::Mistral:
+    case Family::Qwen2:
+    case Family::Qwen3:
+      return take_llama_like(s, take);
+    default:
+      throw InputError(s.source, std::string("family '") + family_name(s.family) + "' has no weight table yet");
+  }
+}
+
+// generation_config.json / tokenizer_config.json details the run needs.
+void read_tokenizer_facts(const fs::path& dir, ModelSpec& s) {
+  // Llama 2, Mistral and Gemma add BOS; the others do not (HF post-processors).
+  s.adds_bos = s.family == Family::Llama || s.family == Family::Mistral || s.family == Family::Gemma2;
+  const fs::path tc = dir / "tokenizer_config.json";
+  if (fs::exists(tc)) {
+    try {
+      auto j = nlohmann::json::parse(read_text_file(tc.string()));
+      if (j.contains("add_bos_token") && j["add_bos_token"].is_boolean()) s.adds_bos = j["add_bos_token"].get<bool>();
+    } catch (const nlohmann::json::exception& e) {
+      throw InputError(tc.string(), std::string("not valid JSON: ") + e.what());
+    }
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Model> load_model(const std::string& path_or_id, const LoadOptions& opt) {
+  const std::string path = resolve_model_path(path_or_id);
+  at::ScalarType dt;
+  if (opt.dtype == "float32") dt = at::kFloat;
+  else if (opt.dtype == "bfloat16") dt = at::kBFloat16;
+  else if (opt.dtype == "float16") dt = at::kHalf;
+  else throw InputError("dtype", "unknown dtype '" + opt.dtype + "' (float32, bfloat16 or float16)");
+  at::Device dev(opt.device == "auto" ? "cpu" : opt.device);
+  c10::InferenceMode guard;
+
+  ModelSpec spec;
+  std::unique_ptr<WeightSource> src;
+  if (fs::is_regular_file(path) && fs::path(path).extension() == ".gguf") {
+    auto g = open_gguf_model(path);
+    spec = std::move(g.spec);
+    src = std::move(g.weights);
+  } else {
+    fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
+    const fs::path cfg = dir / "config.json";
+    if (!fs::exists(cfg)) throw InputError(path, "no config.json here (expected an HF snapshot folder or a .gguf file)");
+    spec = spec_from_hf_config(cfg.string());
+    read_tokenizer_facts(dir, spec);
+    src = open_safetensors_source(dir.string());
+  }
+  Taker take{*src, dt, dev};
+  Weights w = take_weights(spec, take);
+  auto m = std::make_unique<Model>(std::move(spec), std::move(w), opt);
+  m->set_source(path);
+  return m;
+}
+
+}  // namespace sink

@@ -1,0 +1,244 @@
+// config.json → ModelSpec, one reader per family. HF defaults follow the
+// configuration_*.py of the installed transformers.
+#include "sink/model/spec.hpp"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "sink/util/error.hpp"
+#include "sink/util/mapped_file.hpp"
+
+namespace sink {
+using json = nlohmann::json;
+
+const char* family_name(Family f) {
+  switch (f) {
+    case Family::Llama: return "llama";
+    case Family::Mistral: return "mistral";
+    case Family::Qwen2: return "qwen2";
+    case Family::Qwen3: return "qwen3";
+    case Family::Gemma2: return "gemma2";
+    case Family::Phi3: return "phi3";
+    case Family::GPTNeoX: return "gpt_neox";
+    case Family::GPTOSS: return "gpt_oss";
+  }
+  return "?";
+}
+
+namespace {
+
+// Typed access to config keys with errors that name the key and the file.
+struct Cfg {
+  const json& j;
+  const std::string& src;
+
+  InputError err(const std::string& key, const std::string& what) const {
+    return InputError(src, "key '" + key + "': " + what);
+  }
+  bool has(const std::string& k) const { return j.contains(k) && !j[k].is_null(); }
+  std::int64_t i(const std::string& k) const {
+    if (!has(k)) throw err(k, "missing");
+    if (!j[k].is_number_integer()) throw err(k, "expected an integer");
+    return j[k].get<std::int64_t>();
+  }
+  std::int64_t i(const std::string& k, std::int64_t def) const { return has(k) ? i(k) : def; }
+  double f(const std::string& k) const {
+    if (!has(k)) throw err(k, "missing");
+    if (!j[k].is_number()) throw err(k, "expected a number");
+    return j[k].get<double>();
+  }
+  double f(const std::string& k, double def) const { return has(k) ? f(k) : def; }
+  bool b(const std::string& k, bool def) const {
+    if (!has(k)) return def;
+    if (!j[k].is_boolean()) throw err(k, "expected true or false");
+    return j[k].get<bool>();
+  }
+  std::string s(const std::string& k, const std::string& def) const {
+    if (!has(k)) return def;
+    if (!j[k].is_string()) throw err(k, "expected a string");
+    return j[k].get<std::string>();
+  }
+  int pos(const std::string& k) const {
+    auto v = i(k);
+    if (v <= 0 || v > (1 << 24)) throw err(k, "must be a positive integer below 2^24, got " + std::to_string(v));
+    return static_cast<int>(v);
+  }
+  std::optional<int> token_id(const std::string& k) const {
+    if (!has(k)) return std::nullopt;
+    if (j[k].is_array()) {  // eos_token_id may be a list; the first is the canonical one
+      if (j[k].empty() || !j[k][0].is_number_integer()) throw err(k, "expected a token id");
+      return j[k][0].get<int>();
+    }
+    if (!j[k].is_number_integer()) throw err(k, "expected a token id");
+    return j[k].get<int>();
+  }
+};
+
+// rope_theta and rope_scaling (transformers 4) or rope_parameters (transformers 5).
+RopeSpec read_rope(const Cfg& c, double default_theta) {
+  RopeSpec r;
+  r.theta = c.f("rope_theta", default_theta);
+  const json* p = nullptr;
+  std::string pkey;
+  if (c.has("rope_parameters")) {
+    p = &c.j["rope_parameters"];
+    pkey = "rope_parameters";
+  } else if (c.has("rope_scaling")) {
+    p = &c.j["rope_scaling"];
+    pkey = "rope_scaling";
+  }
+  if (p) {
+    if (!p->is_object()) throw c.err(pkey, "expected an object");
+    Cfg rc{*p, c.src};
+    r.theta = rc.f("rope_theta", r.theta);
+    std::string type = rc.s("rope_type", rc.s("type", "default"));
+    if (type == "default") {
+    } else if (type == "llama3") {
+      r.factor = rc.f("factor");
+      r.low_freq_factor = rc.f("low_freq_factor");
+      r.high_freq_factor = rc.f("high_freq_factor");
+      r.original_max_positions = rc.i("original_max_position_embeddings");
+    } else if (type == "yarn") {
+      r.factor = rc.f("factor");
+      r.original_max_positions = rc.i("original_max_position_embeddings", c.i("max_position_embeddings", 0));
+      r.beta_fast = rc.f("beta_fast", 32.0);
+      r.beta_slow = rc.f("beta_slow", 1.0);
+      if (rc.has("attention_factor")) r.attention_factor = rc.f("attention_factor");
+      r.truncate = rc.b("truncate", true);
+    } else {
+      throw c.err(pkey + ".rope_type", "unsupported RoPE scaling '" + type + "' (supported: default, llama3, yarn)");
+    }
+    r.type = type;
+  }
+  if (!(r.theta > 0)) throw c.err("rope_theta", "must be positive");
+  return r;
+}
+
+void read_common(const Cfg& c, ModelSpec& s) {
+  s.n_layers = c.pos("num_hidden_layers");
+  s.d_model = c.pos("hidden_size");
+  s.n_heads = c.pos("num_attention_heads");
+  s.n_kv_heads = c.has("num_key_value_heads") ? c.pos("num_key_value_heads") : s.n_heads;
+  s.d_ff = c.pos("intermediate_size");
+  s.vocab = c.pos("vocab_size");
+  s.max_positions = c.i("max_position_embeddings", 2048);
+  if (c.has("head_dim")) {
+    s.head_dim = c.pos("head_dim");
+  } else {
+    if (s.d_model % s.n_heads != 0)
+      throw c.err("num_attention_heads", "hidden_size " + std::to_string(s.d_model) + " is not divisible by " +
+                                             std::to_string(s.n_heads) + " heads (and no head_dim given)");
+    s.head_dim = s.d_model / s.n_heads;
+  }
+  if (s.n_heads % s.n_kv_heads != 0)
+    throw c.err("num_key_value_heads", std::to_string(s.n_kv_heads) + " does not divide num_attention_heads " +
+                                           std::to_string(s.n_heads));
+  s.tied_embeddings = c.b("tie_word_embeddings", false);
+  s.bos_id = c.token_id("bos_token_id");
+  s.eos_id = c.token_id("eos_token_id");
+  s.sliding_window.assign(s.n_layers, 0);
+}
+
+// Per-layer windows from layer_types (transformers 5) when present.
+void read_layer_types(const Cfg& c, ModelSpec& s, int window) {
+  if (!c.has("layer_types")) return;
+  const json& lt = c.j["layer_types"];
+  if (!lt.is_array() || (int)lt.size() != s.n_layers)
+    throw c.err("layer_types", "expected a list of num_hidden_layers entries");
+  for (int l = 0; l < s.n_layers; ++l) {
+    if (!lt[l].is_string()) throw c.err("layer_types", "entries must be strings");
+    auto t = lt[l].get<std::string>();
+    if (t == "sliding_attention") {
+      if (window <= 0) throw c.err("sliding_window", "layer_types has sliding layers but no sliding_window");
+      s.sliding_window[l] = window;
+    } else if (t == "full_attention") {
+      s.sliding_window[l] = 0;
+    } else {
+      throw c.err("layer_types", "unknown layer type '" + t + "'");
+    }
+  }
+}
+
+void read_llama_like(const Cfg& c, ModelSpec& s, const std::string& model_type) {
+  read_common(c, s);
+  s.norm = NormKind::RMS;
+  s.act = Activation::SiLU;
+  auto act = c.s("hidden_act", "silu");
+  if (act != "silu") throw c.err("hidden_act", "unsupported activation '" + act + "' for " + model_type);
+  if (model_type == "llama") {
+    s.family = Family::Llama;
+    s.norm_eps = c.f("rms_norm_eps", 1e-6);
+    s.rope = read_rope(c, 10000.0);
+    s.qkv_bias = s.o_bias = c.b("attention_bias", false);
+    s.mlp_bias = c.b("mlp_bias", false);
+  } else if (model_type == "mistral") {
+    s.family = Family::Mistral;
+    s.norm_eps = c.f("rms_norm_eps", 1e-6);
+    s.rope = read_rope(c, 10000.0);
+    if (c.has("sliding_window")) {
+      int w = c.pos("sliding_window");
+      s.sliding_window.assign(s.n_layers, w);
+    }
+  } else if (model_type == "qwen2") {
+    s.family = Family::Qwen2;
+    s.norm_eps = c.f("rms_norm_eps", 1e-6);
+    s.rope = read_rope(c, 10000.0);
+    s.qkv_bias = true;  // Qwen2Attention: bias on q, k, v only
+    bool use_sw = c.b("use_sliding_window", false);
+    int w = (use_sw && c.has("sliding_window")) ? c.pos("sliding_window") : 0;
+    if (c.has("layer_types")) {
+      read_layer_types(c, s, w);
+    } else if (w > 0) {
+      int mwl = static_cast<int>(c.i("max_window_layers", 28));
+      for (int l = mwl; l < s.n_layers; ++l) s.sliding_window[l] = w;
+    }
+  } else if (model_type == "qwen3") {
+    s.family = Family::Qwen3;
+    s.norm_eps = c.f("rms_norm_eps", 1e-6);
+    s.rope = read_rope(c, 10000.0);
+    s.qkv_bias = s.o_bias = c.b("attention_bias", false);
+    s.qk_norm = true;
+    bool use_sw = c.b("use_sliding_window", false);
+    int w = (use_sw && c.has("sliding_window")) ? c.pos("sliding_window") : 0;
+    if (c.has("layer_types")) {
+      read_layer_types(c, s, w);
+    } else if (w > 0) {
+      int mwl = static_cast<int>(c.i("max_window_layers", 28));
+      for (int l = mwl; l < s.n_layers; ++l) s.sliding_window[l] = w;
+    }
+  }
+  s.rope.rotary_dim = s.head_dim;
+  s.attn_scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+}
+
+}  // namespace
+
+ModelSpec spec_from_hf_config_text(const std::string& text, const std::string& src) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw InputError(src, std::string("not valid JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw InputError(src, "config is not a JSON object");
+  Cfg c{j, src};
+  ModelSpec s;
+  s.source = src;
+  const std::string model_type = c.s("model_type", "");
+  if (c.has("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string())
+    s.architecture = j["architectures"][0].get<std::string>();
+  if (model_type == "llama" || model_type == "mistral" || model_type == "qwen2" || model_type == "qwen3") {
+    read_llama_like(c, s, model_type);
+  } else if (model_type.empty()) {
+    throw c.err("model_type", "missing");
+  } else {
+    throw c.err("model_type", "unsupported architecture '" + model_type +
+                                  "' (supported: llama, mistral, qwen2, qwen3)");
+  }
+  return s;
+}
+
+ModelSpec spec_from_hf_config(const std::string& path) { return spec_from_hf_config_text(read_text_file(path), path); }
+
+}  // namespace sink

@@ -1,0 +1,159 @@
+#include "sink/model/weight_source.hpp"
+
+#include <ATen/ATen.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "sink/io/gguf.hpp"
+#include "sink/io/safetensors.hpp"
+#include "sink/util/error.hpp"
+
+namespace sink {
+namespace {
+
+at::ScalarType to_aten(DType d, const TensorView& t) {
+  switch (d) {
+    case DType::F32: return at::kFloat;
+    case DType::F16: return at::kHalf;
+    case DType::BF16: return at::kBFloat16;
+    case DType::F64: return at::kDouble;
+    default:
+      throw InputError(t.file, "tensor '" + t.name + "' has dtype " + std::string(dtype_name(d)) +
+                                   "; weights must be F32, F16 or BF16");
+  }
+}
+
+class SafetensorsSource : public WeightSource {
+ public:
+  explicit SafetensorsSource(const std::string& dir) : set_(dir) {}
+  bool has(const std::string& n) const override { return set_.find(n) != nullptr; }
+  at::Tensor get(const std::string& n) const override {
+    const TensorView* t = set_.find(n);
+    if (!t) throw InputError(set_.describe(), "missing tensor '" + n + "'");
+    auto st = to_aten(t->dtype, *t);
+    // Borrow the mapped bytes; the caller copies into the compute dtype/device.
+    return at::from_blob(const_cast<std::uint8_t*>(t->data), t->shape, at::TensorOptions().dtype(st));
+  }
+  std::string where(const std::string& n) const override {
+    const TensorView* t = set_.find(n);
+    return t ? t->file : set_.describe();
+  }
+  std::vector<std::string> names() const override { return set_.names(); }
+
+ private:
+  SafetensorsSet set_;
+};
+
+// GGUF llama tensors → HF names.
+std::string gguf_to_hf(const std::string& g) {
+  static const std::map<std::string, std::string> top = {{"token_embd.weight", "model.embed_tokens.weight"},
+                                                         {"output_norm.weight", "model.norm.weight"},
+                                                         {"output.weight", "lm_head.weight"}};
+  if (auto it = top.find(g); it != top.end()) return it->second;
+  static const std::map<std::string, std::string> blk = {
+      {"attn_norm.weight", "input_layernorm.weight"},      {"attn_q.weight", "self_attn.q_proj.weight"},
+      {"attn_k.weight", "self_attn.k_proj.weight"},        {"attn_v.weight", "self_attn.v_proj.weight"},
+      {"attn_output.weight", "self_attn.o_proj.weight"},   {"attn_q.bias", "self_attn.q_proj.bias"},
+      {"attn_k.bias", "self_attn.k_proj.bias"},            {"attn_v.bias", "self_attn.v_proj.bias"},
+      {"attn_q_norm.weight", "self_attn.q_norm.weight"},   {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+      {"ffn_norm.weight", "post_attention_layernorm.weight"}, {"ffn_gate.weight", "mlp.gate_proj.weight"},
+      {"ffn_up.weight", "mlp.up_proj.weight"},             {"ffn_down.weight", "mlp.down_proj.weight"}};
+  if (g.rfind("blk.", 0) == 0) {
+    auto dot = g.find('.', 4);
+    if (dot != std::string::npos) {
+      auto layer = g.substr(4, dot - 4);
+      if (auto it = blk.find(g.substr(dot + 1)); it != blk.end()) return "model.layers." + layer + "." + it->second;
+    }
+  }
+  return "";  // not used by us (e.g. rope_freqs)
+}
+
+class GGUFSource : public WeightSource {
+ public:
+  GGUFSource(std::shared_ptr<GGUFFile> f, int n_heads, int n_kv_heads) : f_(std::move(f)), nh_(n_heads), nkv_(n_kv_heads) {
+    for (const auto& t : f_->tensors()) {
+      auto hf = gguf_to_hf(t.name);
+      if (!hf.empty()) map_[hf] = &t;
+    }
+  }
+  bool has(const std::string& n) const override { return map_.count(n) != 0; }
+  at::Tensor get(const std::string& n) const override {
+    auto it = map_.find(n);
+    if (it == map_.end()) throw InputError(f_->path(), "missing tensor for '" + n + "'");
+    const GGUFTensorInfo& t = *it->second;
+    auto data = f_->to_float32(t);
+    auto out = at::from_blob(data.data(), t.shape, at::TensorOptions().dtype(at::kFloat)).clone();
+    // llama.cpp stores Q and K rows in its interleaved-pair RoPE layout; undo that.
+    const bool is_q = n.find("q_proj.weight") != std::string::npos, is_k = n.find("k_proj.weight") != std::string::npos;
+    if ((is_q || is_k) && out.dim() == 2) {
+      const int heads = is_q ? nh_ : nkv_;
+      const auto rows = out.size(0), cols = out.size(1);
+      if (rows % (2 * heads) != 0) throw InputError(f_->path(), "tensor '" + t.name + "' rows not divisible by 2·heads");
+      out = out.reshape({heads, rows / heads / 2, 2, cols}).transpose(1, 2).reshape({rows, cols}).contiguous();
+    }
+    return out;
+  }
+  std::string where(const std::string&) const override { return f_->path(); }
+  std::vector<std::string> names() const override {
+    std::vector<std::string> v;
+    for (const auto& [k, _] : map_) v.push_back(k);
+    return v;
+  }
+
+ private:
+  std::shared_ptr<GGUFFile> f_;
+  int nh_, nkv_;
+  std::map<std::string, const GGUFTensorInfo*> map_;
+};
+
+}  // namespace
+
+std::unique_ptr<WeightSource> open_safetensors_source(const std::string& dir) {
+  return std::make_unique<SafetensorsSource>(dir);
+}
+
+GGUFModel open_gguf_model(const std::string& path) {
+  auto f = std::make_shared<GGUFFile>(path);
+  const std::string arch = f->get_string("general.architecture");
+  if (arch != "llama")
+    throw InputError(path, "GGUF architecture '" + arch + "' is not supported (supported: llama)");
+  // Build the equivalent HF config.json, so one config reader serves both formats.
+  nlohmann::json c;
+  c["model_type"] = "llama";
+  c["architectures"] = {"LlamaForCausalLM"};
+  c["num_hidden_layers"] = f->get_int(arch + ".block_count");
+  c["hidden_size"] = f->get_int(arch + ".embedding_length");
+  c["intermediate_size"] = f->get_int(arch + ".feed_forward_length");
+  c["num_attention_heads"] = f->get_int(arch + ".attention.head_count");
+  c["num_key_value_heads"] = f->get_int_or(arch + ".attention.head_count_kv", c["num_attention_heads"].get<std::int64_t>());
+  c["rms_norm_eps"] = f->get_float(arch + ".attention.layer_norm_rms_epsilon");
+  c["rope_theta"] = f->get_float_or(arch + ".rope.freq_base", 10000.0);
+  c["max_position_embeddings"] = f->get_int_or(arch + ".context_length", 2048);
+  if (f->has(arch + ".attention.key_length")) c["head_dim"] = f->get_int(arch + ".attention.key_length");
+  std::int64_t vocab = f->get_int_or(arch + ".vocab_size", 0);
+  if (vocab == 0 && f->has("tokenizer.ggml.tokens")) vocab = static_cast<std::int64_t>(f->get_string_array("tokenizer.ggml.tokens").size());
+  if (vocab == 0) {
+    if (auto* t = f->find("token_embd.weight"); t && t->shape.size() == 2) vocab = t->shape[0];
+  }
+  c["vocab_size"] = vocab;
+  c["tie_word_embeddings"] = f->find("output.weight") == nullptr;
+  if (f->has("tokenizer.ggml.bos_token_id")) c["bos_token_id"] = f->get_int("tokenizer.ggml.bos_token_id");
+  if (f->has("tokenizer.ggml.eos_token_id")) c["eos_token_id"] = f->get_int("tokenizer.ggml.eos_token_id");
+  if (f->has("llama.rope.scaling.type")) {
+    auto type = f->get_string("llama.rope.scaling.type");
+    if (type != "none") throw InputError(path, "GGUF rope scaling '" + type + "' is not supported");
+  }
+  GGUFModel m;
+  m.spec = spec_from_hf_config_text(c.dump(), path);
+  m.spec.adds_bos = true;  // llama SPM vocabularies add BOS unless told otherwise
+  if (f->has("tokenizer.ggml.add_bos_token")) {
+    const auto& v = f->metadata().at("tokenizer.ggml.add_bos_token").v;
+    if (!std::holds_alternative<bool>(v)) throw InputError(path, "tokenizer.ggml.add_bos_token is not a bool");
+    m.spec.adds_bos = std::get<bool>(v);
+  }
+  m.weights = std::make_unique<GGUFSource>(f, m.spec.n_heads, m.spec.n_kv_heads);
+  return m;
+}
+
+}  // namespace sink
