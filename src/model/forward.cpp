@@ -41,22 +41,49 @@ at::ScalarType parse_dtype(const std::string& s) {
   throw InputError("dtype", "unknown dtype '" + s + "' (float32, bfloat16 or float16)");
 }
 
-// RMSNorm as HF: normalise in float32, cast to the input dtype, then scale
-// (Gemma: scale by 1 + w in float32, then cast).
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, bool plus_one) {
+// RMSNorm as HF: normalise in float32, then (Llama) cast and scale, (Gemma)
+// scale by 1 + w in float32 and cast, or (GPT-OSS) scale in float32 and cast.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, NormKind kind) {
   auto xf = x.to(at::kFloat);
   xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  if (plus_one) return (xf * (1.0 + w.to(at::kFloat))).to(x.scalar_type());
-  return w * xf.to(x.scalar_type());
+  switch (kind) {
+    case NormKind::RMSPlusOne: return (xf * (1.0 + w.to(at::kFloat))).to(x.scalar_type());
+    case NormKind::RMSScaleF32: return (w * xf).to(x.scalar_type());
+    default: return w * xf.to(x.scalar_type());
+  }
 }
 
 at::Tensor norm(const ModelSpec& s, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  switch (s.norm) {
-    case NormKind::RMS: return rms_norm(x, w, s.norm_eps, false);
-    case NormKind::RMSPlusOne: return rms_norm(x, w, s.norm_eps, true);
-    case NormKind::LayerNorm: return at::layer_norm(x, {x.size(-1)}, w, b, s.norm_eps);
+  if (s.norm == NormKind::LayerNorm) return at::layer_norm(x, {x.size(-1)}, w, b, s.norm_eps);
+  return rms_norm(x, w, s.norm_eps, s.norm);
+}
+
+// GPT-OSS mixture of experts, in HF's order: top-k of the router logits,
+// softmax over the k, experts visited in increasing index, outputs summed per
+// token with index_add (so float32 sums associate as HF's do).
+at::Tensor moe(const ModelSpec& s, const LayerWeights& L, const at::Tensor& h) {
+  auto logits = at::linear(h, L.router_w, L.router_b);  // [T, E]
+  auto [top_v, top_i] = at::topk(logits, s.top_k, -1);
+  auto scores = at::softmax(top_v, 1);
+  auto out = at::zeros_like(h);
+  auto mask = at::one_hot(top_i, s.n_experts).permute({2, 1, 0});  // [E, k, T]
+  auto hit = at::greater(mask.sum({-1, -2}), 0).nonzero().to(at::kCPU);
+  const double alpha = 1.702, limit = s.swiglu_limit;
+  for (std::int64_t n = 0; n < hit.size(0); ++n) {
+    const std::int64_t e = hit[n][0].item<std::int64_t>();
+    auto where = at::where(mask[e]);  // (top_k_pos, token_idx)
+    const auto& k_pos = where[0];
+    const auto& tok = where[1];
+    auto cur = h.index_select(0, tok);
+    auto gu = at::matmul(cur, L.experts_gate_up[e]) + L.experts_gate_up_b[e];
+    auto gate = gu.slice(-1, 0, gu.size(-1), 2).clamp_max(limit);
+    auto up = gu.slice(-1, 1, gu.size(-1), 2).clamp(-limit, limit);
+    auto glu = gate * at::sigmoid(gate * alpha);
+    auto y = at::matmul((up + 1) * glu, L.experts_down[e]) + L.experts_down_b[e];
+    auto wts = scores.index({tok, k_pos}).unsqueeze(-1);
+    out.index_add_(0, tok, (y * wts).to(h.scalar_type()));
   }
-  return x;
+  return out;
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
@@ -115,8 +142,30 @@ Model::Model(ModelSpec spec, Weights w, const LoadOptions& opt)
     auto smoothed = (1 - smooth) * inv_l / r.factor + smooth * inv_l;
     auto medium = at::logical_not(wavelen < high_wl).logical_and(at::logical_not(wavelen > low_wl));
     inv = at::where(medium, smoothed, inv_l);
+  } else if (r.type == "yarn") {
+    // As transformers' _compute_yarn_parameters: blend interpolated and extrapolated
+    // frequencies with a linear ramp between the correction dims, and scale cos/sin.
+    auto pos_freqs = at::pow(r.theta, idx / static_cast<double>(dim));
+    auto inv_extra = 1.0 / pos_freqs;
+    auto inv_inter = 1.0 / (r.factor * pos_freqs);
+    auto corr_dim = [&](double rot) {
+      return (dim * std::log(double(r.original_max_positions) / (rot * 2 * M_PI))) / (2 * std::log(r.theta));
+    };
+    double low = corr_dim(r.beta_fast), high = corr_dim(r.beta_slow);
+    if (r.truncate) low = std::floor(low), high = std::ceil(high);
+    low = std::max(low, 0.0);
+    high = std::min(high, double(dim - 1));
+    if (low == high) high += 0.001;  // as HF: avoid a singular ramp
+    auto ramp = at::clamp((at::arange(dim / 2, at::TensorOptions().dtype(at::kFloat).device(dev)) - low) / (high - low), 0, 1);
+    auto extra_factor = 1 - ramp;
+    inv = inv_inter * (1 - extra_factor) + inv_extra * extra_factor;
+    auto mscale = [](double scale, double m) { return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; };
+    if (r.attention_factor) rope_->attention_scaling = *r.attention_factor;
+    else if (r.mscale && r.mscale_all_dim && *r.mscale != 0 && *r.mscale_all_dim != 0)
+      rope_->attention_scaling = mscale(r.factor, *r.mscale) / mscale(r.factor, *r.mscale_all_dim);
+    else rope_->attention_scaling = mscale(r.factor, 1.0);
   } else if (r.type != "default") {
-    throw InputError(spec_.source, "RoPE type '" + r.type + "' is not implemented yet");
+    throw InputError(spec_.source, "RoPE type '" + r.type + "' is not implemented");
   }
   rope_->inv_freq = inv;
 }
@@ -155,7 +204,8 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
   at::Tensor x = at::embedding(w_.tok_embd, idx);  // [T, d]
   if (s.embed_scale) {
     // Gemma: the normaliser is rounded to the activation dtype first.
-    auto normalizer = at::scalar_tensor(std::sqrt(static_cast<double>(s.d_model)), at::TensorOptions().dtype(dt));
+    auto normalizer = at::scalar_tensor(std::sqrt(static_cast<double>(s.d_model)), at::TensorOptions().dtype(at::kFloat))
+                          .to(dev, dt);
     x = x * normalizer;
   }
 
@@ -171,8 +221,8 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     at::Tensor k = linear(h, L.wk, L.bk).view({T, Hkv, dh});
     at::Tensor v = linear(h, L.wv, L.bv).view({T, Hkv, dh});
     if (s.qk_norm) {  // Qwen3: per-head RMSNorm before RoPE
-      q = rms_norm(q, L.q_norm, s.norm_eps, false);
-      k = rms_norm(k, L.k_norm, s.norm_eps, false);
+      q = rms_norm(q, L.q_norm, s.norm_eps, NormKind::RMS);
+      k = rms_norm(k, L.k_norm, s.norm_eps, NormKind::RMS);
     }
     // ---- RoPE
     q = apply_rope(q, cos, sin, s.rope.rotary_dim);
@@ -199,19 +249,20 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       auto kj = at::arange(q1, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
       auto masked = kj > qi;
       if (W > 0) masked = masked.logical_or(kj <= qi - W);
-      auto sf = scores.to(at::kFloat).masked_fill(masked, -std::numeric_limits<float>::infinity());
+      const float ninf = -std::numeric_limits<float>::infinity();
       at::Tensor p;
       at::Tensor sink_mass;
       if (s.attn_sinks) {
-        // GPT-OSS: a learned logit per head joins the softmax as an extra column, then is dropped.
-        auto sk = L.sinks.to(at::kFloat).view({Hkv, R, 1, 1}).expand({Hkv, R, c, 1});
-        auto full = at::cat({sf, sk}, -1);
+        // GPT-OSS: a learned logit per head joins the softmax as an extra column, then is
+        // dropped; HF runs this softmax in the compute dtype, not float32.
+        auto sk = L.sinks.view({Hkv, R, 1, 1}).expand({Hkv, R, c, 1});
+        auto full = at::cat({scores.masked_fill(masked, ninf), sk}, -1);
         full = full - std::get<0>(full.max(-1, true));
         auto pf = at::softmax(full, -1);
-        p = pf.narrow(-1, 0, q1).to(dt);
-        sink_mass = pf.select(-1, q1).reshape({H, c});
+        p = pf.narrow(-1, 0, q1);
+        sink_mass = pf.select(-1, q1).reshape({H, c}).to(at::kFloat);
       } else {
-        p = at::softmax(sf, -1).to(dt);
+        p = at::softmax(scores.to(at::kFloat).masked_fill(masked, ninf), -1).to(dt);
       }
       if (want_pattern) {
         auto pv = p.view({H, c, q1});
@@ -233,14 +284,15 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     hooks.run(Hook::AttnOut, attn_out, ctx);
 
     // ---- MLP and residual
+    auto ffn = [&](const at::Tensor& hh) { return s.n_experts > 0 ? moe(s, L, hh) : mlp(s, L, hh); };
     if (s.parallel_residual) {
-      at::Tensor m = mlp(s, L, norm(s, x, L.ffn_norm, L.ffn_norm_b));
+      at::Tensor m = ffn(norm(s, x, L.ffn_norm, L.ffn_norm_b));
       hooks.run(Hook::MlpOut, m, ctx);
       x = m + attn_out + x;
     } else {
       x = x + attn_out;
       hooks.run(Hook::ResidMid, x, ctx);
-      at::Tensor m = mlp(s, L, norm(s, x, L.ffn_norm, L.ffn_norm_b));
+      at::Tensor m = ffn(norm(s, x, L.ffn_norm, L.ffn_norm_b));
       if (s.post_norms) m = norm(s, m, L.post_ffn_norm, {});
       hooks.run(Hook::MlpOut, m, ctx);
       x = x + m;

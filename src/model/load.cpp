@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "family.hpp"
 #include "sink/model/model.hpp"
 #include "sink/model/weight_source.hpp"
 #include "sink/util/error.hpp"
@@ -53,76 +54,46 @@ std::string shape_str(at::IntArrayRef s) {
   return o.str();
 }
 
-// Takes one tensor: checks presence, shape and finiteness, converts to the compute dtype and device.
-struct Taker {
-  const WeightSource& src;
-  at::ScalarType dt;
-  at::Device dev;
+}  // namespace
 
-  at::Tensor operator()(const std::string& name, std::vector<std::int64_t> shape, bool optional = false) const {
-    if (!src.has(name)) {
-      if (optional) return {};
-      throw InputError(src.where(name), "missing tensor '" + name + "'");
-    }
-    at::Tensor t = src.get(name);
-    if (t.sizes() != at::IntArrayRef(shape))
-      throw InputError(src.where(name), "tensor '" + name + "' has shape " + shape_str(t.sizes()) + ", expected " +
-                                            shape_str(shape));
-    if (!at::isfinite(t).all().item<bool>())
-      throw InputError(src.where(name), "tensor '" + name + "' contains NaN or Inf");
-    return t.to(dev, dt, /*non_blocking=*/false, /*copy=*/true).contiguous();
-  }
-};
+namespace detail {
 
-// Llama, Mistral, Qwen2, Qwen3: HF's LlamaForCausalLM naming.
-Weights take_llama_like(const ModelSpec& s, const Taker& take) {
-  const std::int64_t d = s.d_model, H = s.n_heads, Hkv = s.n_kv_heads, dh = s.head_dim, f = s.d_ff;
-  Weights w;
-  w.tok_embd = take("model.embed_tokens.weight", {s.vocab, d});
-  w.output_norm = take("model.norm.weight", {d});
-  w.output = s.tied_embeddings ? w.tok_embd : take("lm_head.weight", {s.vocab, d});
-  for (int l = 0; l < s.n_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerWeights L;
-    L.attn_norm = take(p + "input_layernorm.weight", {d});
-    L.wq = take(p + "self_attn.q_proj.weight", {H * dh, d});
-    L.wk = take(p + "self_attn.k_proj.weight", {Hkv * dh, d});
-    L.wv = take(p + "self_attn.v_proj.weight", {Hkv * dh, d});
-    L.wo = take(p + "self_attn.o_proj.weight", {d, H * dh});
-    if (s.qkv_bias) {
-      L.bq = take(p + "self_attn.q_proj.bias", {H * dh});
-      L.bk = take(p + "self_attn.k_proj.bias", {Hkv * dh});
-      L.bv = take(p + "self_attn.v_proj.bias", {Hkv * dh});
-    }
-    if (s.o_bias) L.bo = take(p + "self_attn.o_proj.bias", {d});
-    if (s.qk_norm) {
-      L.q_norm = take(p + "self_attn.q_norm.weight", {dh});
-      L.k_norm = take(p + "self_attn.k_norm.weight", {dh});
-    }
-    L.ffn_norm = take(p + "post_attention_layernorm.weight", {d});
-    L.w_gate = take(p + "mlp.gate_proj.weight", {f, d});
-    L.w_up = take(p + "mlp.up_proj.weight", {f, d});
-    L.w_down = take(p + "mlp.down_proj.weight", {d, f});
-    if (s.mlp_bias) {
-      L.b_gate = take(p + "mlp.gate_proj.bias", {f});
-      L.b_up = take(p + "mlp.up_proj.bias", {f});
-      L.b_down = take(p + "mlp.down_proj.bias", {d});
-    }
-    w.layers.push_back(std::move(L));
-  }
-  return w;
+at::Tensor Taker::raw(const std::string& name, std::vector<std::int64_t> shape) const {
+  if (!src.has(name)) throw InputError(src.where(name), "missing tensor '" + name + "'");
+  at::Tensor t = src.get(name);
+  if (t.sizes() != at::IntArrayRef(shape))
+    throw InputError(src.where(name), "tensor '" + name + "' has shape " + shape_str(t.sizes()) + ", expected " +
+                                          shape_str(shape));
+  return t;
 }
+
+at::Tensor Taker::operator()(const std::string& name, std::vector<std::int64_t> shape, bool optional) const {
+  if (optional && !src.has(name)) return {};
+  at::Tensor t = raw(name, shape);
+  if (!at::isFloatingType(t.scalar_type()))
+    throw InputError(src.where(name), "tensor '" + name + "' is not a floating-point tensor");
+  if (!at::isfinite(t).all().item<bool>())
+    throw InputError(src.where(name), "tensor '" + name + "' contains NaN or Inf");
+  return convert(t);
+}
+
+}  // namespace detail
+
+namespace {
+using detail::Taker;
 
 Weights take_weights(const ModelSpec& s, const Taker& take) {
   switch (s.family) {
     case Family::Llama:
     case Family::Mistral:
     case Family::Qwen2:
-    case Family::Qwen3:
-      return take_llama_like(s, take);
-    default:
-      throw InputError(s.source, std::string("family '") + family_name(s.family) + "' has no weight table yet");
+    case Family::Qwen3: return detail::take_llama_like(s, take);
+    case Family::Gemma2: return detail::take_gemma2(s, take);
+    case Family::Phi3: return detail::take_phi3(s, take);
+    case Family::GPTNeoX: return detail::take_gpt_neox(s, take);
+    case Family::GPTOSS: return detail::take_gpt_oss(s, take);
   }
+  throw std::logic_error("unknown family");
 }
 
 // generation_config.json / tokenizer_config.json details the run needs.

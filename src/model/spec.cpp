@@ -1,15 +1,14 @@
-// config.json → ModelSpec, one reader per family. HF defaults follow the
-// configuration_*.py of the installed transformers.
+// config.json → ModelSpec: shared readers and the dispatch to each family's
+// reader (family_*.cpp). HF defaults follow the installed transformers'
+// configuration_*.py.
 #include "sink/model/spec.hpp"
 
 #include <cmath>
-#include <nlohmann/json.hpp>
 
-#include "sink/util/error.hpp"
+#include "family.hpp"
 #include "sink/util/mapped_file.hpp"
 
 namespace sink {
-using json = nlohmann::json;
 
 const char* family_name(Family f) {
   switch (f) {
@@ -25,56 +24,44 @@ const char* family_name(Family f) {
   return "?";
 }
 
-namespace {
+namespace detail {
 
-// Typed access to config keys with errors that name the key and the file.
-struct Cfg {
-  const json& j;
-  const std::string& src;
+std::int64_t Cfg::i(const std::string& k) const {
+  if (!has(k)) throw err(k, "missing");
+  if (!j[k].is_number_integer()) throw err(k, "expected an integer");
+  return j[k].get<std::int64_t>();
+}
+double Cfg::f(const std::string& k) const {
+  if (!has(k)) throw err(k, "missing");
+  if (!j[k].is_number()) throw err(k, "expected a number");
+  return j[k].get<double>();
+}
+bool Cfg::b(const std::string& k, bool def) const {
+  if (!has(k)) return def;
+  if (!j[k].is_boolean()) throw err(k, "expected true or false");
+  return j[k].get<bool>();
+}
+std::string Cfg::s(const std::string& k, const std::string& def) const {
+  if (!has(k)) return def;
+  if (!j[k].is_string()) throw err(k, "expected a string");
+  return j[k].get<std::string>();
+}
+int Cfg::pos(const std::string& k) const {
+  auto v = i(k);
+  if (v <= 0 || v > (1 << 24)) throw err(k, "must be a positive integer below 2^24, got " + std::to_string(v));
+  return static_cast<int>(v);
+}
+std::optional<int> Cfg::token_id(const std::string& k) const {
+  if (!has(k)) return std::nullopt;
+  if (j[k].is_array()) {  // eos_token_id may be a list; the first is the canonical one
+    if (j[k].empty()) return std::nullopt;
+    if (!j[k][0].is_number_integer()) throw err(k, "expected a token id");
+    return j[k][0].get<int>();
+  }
+  if (!j[k].is_number_integer()) throw err(k, "expected a token id");
+  return j[k].get<int>();
+}
 
-  InputError err(const std::string& key, const std::string& what) const {
-    return InputError(src, "key '" + key + "': " + what);
-  }
-  bool has(const std::string& k) const { return j.contains(k) && !j[k].is_null(); }
-  std::int64_t i(const std::string& k) const {
-    if (!has(k)) throw err(k, "missing");
-    if (!j[k].is_number_integer()) throw err(k, "expected an integer");
-    return j[k].get<std::int64_t>();
-  }
-  std::int64_t i(const std::string& k, std::int64_t def) const { return has(k) ? i(k) : def; }
-  double f(const std::string& k) const {
-    if (!has(k)) throw err(k, "missing");
-    if (!j[k].is_number()) throw err(k, "expected a number");
-    return j[k].get<double>();
-  }
-  double f(const std::string& k, double def) const { return has(k) ? f(k) : def; }
-  bool b(const std::string& k, bool def) const {
-    if (!has(k)) return def;
-    if (!j[k].is_boolean()) throw err(k, "expected true or false");
-    return j[k].get<bool>();
-  }
-  std::string s(const std::string& k, const std::string& def) const {
-    if (!has(k)) return def;
-    if (!j[k].is_string()) throw err(k, "expected a string");
-    return j[k].get<std::string>();
-  }
-  int pos(const std::string& k) const {
-    auto v = i(k);
-    if (v <= 0 || v > (1 << 24)) throw err(k, "must be a positive integer below 2^24, got " + std::to_string(v));
-    return static_cast<int>(v);
-  }
-  std::optional<int> token_id(const std::string& k) const {
-    if (!has(k)) return std::nullopt;
-    if (j[k].is_array()) {  // eos_token_id may be a list; the first is the canonical one
-      if (j[k].empty() || !j[k][0].is_number_integer()) throw err(k, "expected a token id");
-      return j[k][0].get<int>();
-    }
-    if (!j[k].is_number_integer()) throw err(k, "expected a token id");
-    return j[k].get<int>();
-  }
-};
-
-// rope_theta and rope_scaling (transformers 4) or rope_parameters (transformers 5).
 RopeSpec read_rope(const Cfg& c, double default_theta) {
   RopeSpec r;
   r.theta = c.f("rope_theta", default_theta);
@@ -91,7 +78,7 @@ RopeSpec read_rope(const Cfg& c, double default_theta) {
     if (!p->is_object()) throw c.err(pkey, "expected an object");
     Cfg rc{*p, c.src};
     r.theta = rc.f("rope_theta", r.theta);
-    std::string type = rc.s("rope_type", rc.s("type", "default"));
+    const std::string type = rc.s("rope_type", rc.s("type", "default"));
     if (type == "default") {
     } else if (type == "llama3") {
       r.factor = rc.f("factor");
@@ -99,18 +86,27 @@ RopeSpec read_rope(const Cfg& c, double default_theta) {
       r.high_freq_factor = rc.f("high_freq_factor");
       r.original_max_positions = rc.i("original_max_position_embeddings");
     } else if (type == "yarn") {
-      r.factor = rc.f("factor");
-      r.original_max_positions = rc.i("original_max_position_embeddings", c.i("max_position_embeddings", 0));
-      r.beta_fast = rc.f("beta_fast", 32.0);
-      r.beta_slow = rc.f("beta_slow", 1.0);
+      r.original_max_positions = rc.i("original_max_position_embeddings");
+      r.factor = rc.has("factor") ? rc.f("factor")
+                                  : double(c.i("max_position_embeddings")) / double(r.original_max_positions);
+      r.beta_fast = rc.has("beta_fast") && rc.f("beta_fast") != 0 ? rc.f("beta_fast") : 32.0;
+      r.beta_slow = rc.has("beta_slow") && rc.f("beta_slow") != 0 ? rc.f("beta_slow") : 1.0;
       if (rc.has("attention_factor")) r.attention_factor = rc.f("attention_factor");
+      if (rc.has("mscale")) r.mscale = rc.f("mscale");
+      if (rc.has("mscale_all_dim")) r.mscale_all_dim = rc.f("mscale_all_dim");
       r.truncate = rc.b("truncate", true);
+      if (r.original_max_positions <= 0) throw c.err(pkey + ".original_max_position_embeddings", "must be positive");
     } else {
       throw c.err(pkey + ".rope_type", "unsupported RoPE scaling '" + type + "' (supported: default, llama3, yarn)");
     }
     r.type = type;
+    if (rc.has("partial_rotary_factor")) r.partial_rotary_factor = rc.f("partial_rotary_factor");
   }
+  if (c.has("partial_rotary_factor")) r.partial_rotary_factor = c.f("partial_rotary_factor");
   if (!(r.theta > 0)) throw c.err("rope_theta", "must be positive");
+  if (!(r.partial_rotary_factor > 0 && r.partial_rotary_factor <= 1))
+    throw c.err("partial_rotary_factor", "must be in (0, 1]");
+  if (r.type != "default" && !(r.factor > 0)) throw c.err(pkey + ".factor", "must be positive");
   return r;
 }
 
@@ -139,15 +135,20 @@ void read_common(const Cfg& c, ModelSpec& s) {
   s.sliding_window.assign(s.n_layers, 0);
 }
 
-// Per-layer windows from layer_types (transformers 5) when present.
+void finish_rope(const Cfg& c, ModelSpec& s) {
+  s.rope.rotary_dim = static_cast<int>(s.head_dim * s.rope.partial_rotary_factor);
+  if (s.rope.rotary_dim <= 0 || s.rope.rotary_dim % 2 != 0)
+    throw c.err("partial_rotary_factor", "gives an odd or empty rotary dimension " + std::to_string(s.rope.rotary_dim));
+}
+
 void read_layer_types(const Cfg& c, ModelSpec& s, int window) {
   if (!c.has("layer_types")) return;
   const json& lt = c.j["layer_types"];
-  if (!lt.is_array() || (int)lt.size() != s.n_layers)
-    throw c.err("layer_types", "expected a list of num_hidden_layers entries");
+  if (!lt.is_array() || static_cast<int>(lt.size()) != s.n_layers)
+    throw c.err("layer_types", "expected a list of num_hidden_layers (" + std::to_string(s.n_layers) + ") entries");
   for (int l = 0; l < s.n_layers; ++l) {
     if (!lt[l].is_string()) throw c.err("layer_types", "entries must be strings");
-    auto t = lt[l].get<std::string>();
+    const auto t = lt[l].get<std::string>();
     if (t == "sliding_attention") {
       if (window <= 0) throw c.err("sliding_window", "layer_types has sliding layers but no sliding_window");
       s.sliding_window[l] = window;
@@ -159,61 +160,15 @@ void read_layer_types(const Cfg& c, ModelSpec& s, int window) {
   }
 }
 
-void read_llama_like(const Cfg& c, ModelSpec& s, const std::string& model_type) {
-  read_common(c, s);
-  s.norm = NormKind::RMS;
-  s.act = Activation::SiLU;
-  auto act = c.s("hidden_act", "silu");
-  if (act != "silu") throw c.err("hidden_act", "unsupported activation '" + act + "' for " + model_type);
-  if (model_type == "llama") {
-    s.family = Family::Llama;
-    s.norm_eps = c.f("rms_norm_eps", 1e-6);
-    s.rope = read_rope(c, 10000.0);
-    s.qkv_bias = s.o_bias = c.b("attention_bias", false);
-    s.mlp_bias = c.b("mlp_bias", false);
-  } else if (model_type == "mistral") {
-    s.family = Family::Mistral;
-    s.norm_eps = c.f("rms_norm_eps", 1e-6);
-    s.rope = read_rope(c, 10000.0);
-    if (c.has("sliding_window")) {
-      int w = c.pos("sliding_window");
-      s.sliding_window.assign(s.n_layers, w);
-    }
-  } else if (model_type == "qwen2") {
-    s.family = Family::Qwen2;
-    s.norm_eps = c.f("rms_norm_eps", 1e-6);
-    s.rope = read_rope(c, 10000.0);
-    s.qkv_bias = true;  // Qwen2Attention: bias on q, k, v only
-    bool use_sw = c.b("use_sliding_window", false);
-    int w = (use_sw && c.has("sliding_window")) ? c.pos("sliding_window") : 0;
-    if (c.has("layer_types")) {
-      read_layer_types(c, s, w);
-    } else if (w > 0) {
-      int mwl = static_cast<int>(c.i("max_window_layers", 28));
-      for (int l = mwl; l < s.n_layers; ++l) s.sliding_window[l] = w;
-    }
-  } else if (model_type == "qwen3") {
-    s.family = Family::Qwen3;
-    s.norm_eps = c.f("rms_norm_eps", 1e-6);
-    s.rope = read_rope(c, 10000.0);
-    s.qkv_bias = s.o_bias = c.b("attention_bias", false);
-    s.qk_norm = true;
-    bool use_sw = c.b("use_sliding_window", false);
-    int w = (use_sw && c.has("sliding_window")) ? c.pos("sliding_window") : 0;
-    if (c.has("layer_types")) {
-      read_layer_types(c, s, w);
-    } else if (w > 0) {
-      int mwl = static_cast<int>(c.i("max_window_layers", 28));
-      for (int l = mwl; l < s.n_layers; ++l) s.sliding_window[l] = w;
-    }
-  }
-  s.rope.rotary_dim = s.head_dim;
-  s.attn_scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+void check_activation(const Cfg& c, const std::string& key, const std::string& want) {
+  const auto act = c.s(key, want);
+  if (act != want) throw c.err(key, "unsupported activation '" + act + "' (this family uses '" + want + "')");
 }
 
-}  // namespace
+}  // namespace detail
 
 ModelSpec spec_from_hf_config_text(const std::string& text, const std::string& src) {
+  using namespace detail;
   json j;
   try {
     j = json::parse(text);
@@ -230,12 +185,22 @@ ModelSpec spec_from_hf_config_text(const std::string& text, const std::string& s
     s.architecture = j["architectures"][0].get<std::string>();
   if (model_type == "llama" || model_type == "mistral" || model_type == "qwen2" || model_type == "qwen3") {
     read_llama_like(c, s, model_type);
+  } else if (model_type == "gemma2") {
+    read_gemma2(c, s);
+  } else if (model_type == "phi3") {
+    read_phi3(c, s);
+  } else if (model_type == "gpt_neox") {
+    read_gpt_neox(c, s);
+  } else if (model_type == "gpt_oss") {
+    read_gpt_oss(c, s);
   } else if (model_type.empty()) {
     throw c.err("model_type", "missing");
   } else {
     throw c.err("model_type", "unsupported architecture '" + model_type +
-                                  "' (supported: llama, mistral, qwen2, qwen3)");
+                                  "' (supported: llama, mistral, qwen2, qwen3, gemma2, phi3, gpt_neox, gpt_oss)");
   }
+  finish_rope(c, s);
+  if (s.attn_scale == 0.0) s.attn_scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
   return s;
 }
 

@@ -18,9 +18,13 @@ at::ScalarType to_aten(DType d, const TensorView& t) {
     case DType::F16: return at::kHalf;
     case DType::BF16: return at::kBFloat16;
     case DType::F64: return at::kDouble;
+    case DType::U8: return at::kByte;  // MXFP4 blocks and scales
+    case DType::I8: return at::kChar;
+    case DType::I32: return at::kInt;
+    case DType::I64: return at::kLong;
     default:
       throw InputError(t.file, "tensor '" + t.name + "' has dtype " + std::string(dtype_name(d)) +
-                                   "; weights must be F32, F16 or BF16");
+                                   " which sink cannot read");
   }
 }
 

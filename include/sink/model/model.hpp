@@ -31,6 +31,10 @@ struct LayerWeights {
   at::Tensor w_gate, w_up, w_down;            // [f, d], [f, d], [d, f]
   at::Tensor b_gate, b_up, b_down;
   at::Tensor sinks;                           // [H] GPT-OSS learned sink logits
+  // Mixture of experts (GPT-OSS): router [E, d] + [E]; experts stored for x @ W.
+  at::Tensor router_w, router_b;
+  at::Tensor experts_gate_up, experts_gate_up_b;  // [E, d, 2f] (gate even, up odd columns), [E, 2f]
+  at::Tensor experts_down, experts_down_b;        // [E, f, d], [E, d]
 };
 
 struct Weights {

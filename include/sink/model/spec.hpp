@@ -11,7 +11,9 @@
 namespace sink {
 
 enum class Family { Llama, Mistral, Qwen2, Qwen3, Gemma2, Phi3, GPTNeoX, GPTOSS };
-enum class NormKind { RMS, RMSPlusOne, LayerNorm };
+// RMS: normalise in f32, cast, then × w (Llama). RMSPlusOne: × (1 + w) in f32, then cast (Gemma).
+// RMSScaleF32: × w in f32, then cast (GPT-OSS). LayerNorm: with bias (GPT-NeoX).
+enum class NormKind { RMS, RMSPlusOne, RMSScaleF32, LayerNorm };
 enum class Activation { SiLU, GELUTanh, GELU, ClampedSwiGLU };
 
 const char* family_name(Family f);
@@ -19,12 +21,14 @@ const char* family_name(Family f);
 struct RopeSpec {
   std::string type = "default";  // default | llama3 | yarn
   double theta = 10000.0;
-  int rotary_dim = 0;            // dims of each head that rotate (partial rotary: < head_dim)
+  double partial_rotary_factor = 1.0;
+  int rotary_dim = 0;            // dims of each head that rotate: head_dim × partial_rotary_factor
   double factor = 1.0;
   double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
   std::int64_t original_max_positions = 0;              // llama3, yarn
   double beta_fast = 32.0, beta_slow = 1.0;              // yarn
-  std::optional<double> attention_factor;                // yarn (mscale); default computed
+  std::optional<double> attention_factor;                // yarn; default computed from mscale
+  std::optional<double> mscale, mscale_all_dim;          // yarn
   bool truncate = true;                                  // yarn
 };
 

