@@ -5,8 +5,9 @@
 // --greedy N prints on stdout only the decoded text of the N generated tokens
 // (generation stops early at BOS or EOS, as llama2.c's run.c stops at BOS).
 // --logits-out writes float32 `logits` [T, vocab] for the input positions.
-// --dump also writes every hidden state (`hidden.{i}`, HF's L+1 convention)
-// and attention pattern (`attn.{l}` [H, T, T]) as float32, for parity checks.
+// --dump also writes every hidden state (`hidden.{i}`, HF's L+1 convention),
+// attention pattern (`attn.{l}` [H, T, T]) and, for models with learned sinks,
+// the mass each row gives the sink (`sink_mass.{l}` [H, T]), as float32.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
@@ -105,7 +106,7 @@ int body(int argc, char** argv) {
     std::vector<std::pair<std::string, at::Tensor>> dump;
     const bool full = a.has("--dump");
     const auto T = static_cast<std::int64_t>(ids.size());
-    std::vector<at::Tensor> attn(spec.n_layers);
+    std::vector<at::Tensor> attn(spec.n_layers), sink_mass(spec.n_layers);
     if (full) {
       hooks.add(Hook::ResidPre, [&](at::Tensor& x, const HookCtx& c) {
         if (c.layer == 0) dump.push_back({"hidden.0", x.clone()});
@@ -120,13 +121,21 @@ int body(int argc, char** argv) {
         auto& A = attn[c.layer];
         if (!A.defined()) A = at::zeros({spec.n_heads, T, T}, p.options().dtype(at::kFloat));
         A.narrow(1, c.q_begin, c.q_end - c.q_begin).narrow(2, 0, c.q_end).copy_(p);
+        if (c.sink_mass) {
+          auto& S = sink_mass[c.layer];
+          if (!S.defined()) S = at::zeros({spec.n_heads, T}, p.options().dtype(at::kFloat));
+          S.narrow(1, c.q_begin, c.q_end - c.q_begin).copy_(*c.sink_mass);
+        }
       });
     }
     auto logits = model->forward(ids, hooks);
     if (a.has("--logits-out")) write_tensors(*a.get("--logits-out"), {{"logits", logits}});
     if (full) {
       dump.push_back({"logits", logits});
-      for (int l = 0; l < spec.n_layers; ++l) dump.push_back({"attn." + std::to_string(l), attn[l]});
+      for (int l = 0; l < spec.n_layers; ++l) {
+        dump.push_back({"attn." + std::to_string(l), attn[l]});
+        if (sink_mass[l].defined()) dump.push_back({"sink_mass." + std::to_string(l), sink_mass[l]});
+      }
       write_tensors(*a.get("--dump"), dump);
     }
   }

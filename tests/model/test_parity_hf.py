@@ -12,7 +12,7 @@ import transformers as tf
 from parity_util import FIXTURES, compare, our_dump, hf_outputs
 
 TINY = os.path.join(FIXTURES, "tiny")
-NAMES = ["llama", "llama3", "mistral", "qwen2", "qwen3"]
+NAMES = ["llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "phi3", "gpt_neox", "gpt_neox_seq", "gpt_oss"]
 
 
 def load_hf(name, dtype):
@@ -52,6 +52,57 @@ def test_bfloat16(name):
     assert d["attn_max_abs"] <= 2e-2
 
 
+def test_gpt_oss_sink_mass():
+    """The mass each query row gives GPT-OSS's learned sink equals 1 - (row sum of HF's attention)."""
+    ids, cfg = ids_for("gpt_oss")
+    hf = hf_outputs(load_hf("gpt_oss", torch.float32), ids)
+    ours = our_dump(os.path.join(TINY, "gpt_oss"), ids, "float32", extra=("--attn-chunk", 13))
+    worst = 0.0
+    for l in range(cfg["num_hidden_layers"]):
+        missing = 1.0 - hf.attentions[l][0].double().sum(-1)  # [H, T]
+        worst = max(worst, (ours[f"sink_mass.{l}"].double() - missing).abs().max().item())
+        assert missing.mean().item() > 1e-2  # the sink really takes mass
+    print("gpt_oss sink mass max |diff|:", worst)
+    assert worst <= 2e-6
+
+
+def test_gpt_oss_mxfp4_experts():
+    """MXFP4 experts dequantised by us give HF's outputs on transformers' own dequantisation."""
+    ids, cfg = ids_for("gpt_oss_mxfp4")
+    hf = hf_outputs(load_hf("gpt_oss_mxfp4_ref", torch.float32), ids)
+    ours = our_dump(os.path.join(TINY, "gpt_oss_mxfp4"), ids, "float32")
+    d = compare("gpt_oss_mxfp4/float32", ours, hf, cfg["num_hidden_layers"])
+    assert d["logits_rel"] <= 1e-4 and d["hidden_rel"] <= 1e-4 and d["attn_max_abs"] <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["gemma2_w4096", "gpt_oss_w128"])
+def test_real_windows_bind(name):
+    """Gemma 2's 4096 window past 4096 tokens and GPT-OSS's 128 past 128: logits equal HF's,
+    and differ from what full attention would give (so the window really binds)."""
+    ids, cfg = ids_for(name)
+    assert len(ids) > cfg["sliding_window"]
+    m = load_hf(name, torch.float32)
+    with torch.no_grad():
+        ref = m(torch.tensor([ids])).logits[0]
+    import tempfile
+    from safetensors.torch import load_file
+    from parity_util import sink_lm
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "l.safetensors")
+        sink_lm("--model", os.path.join(TINY, name), "--ids", ",".join(map(str, ids)), "--logits-out", out,
+                "--threads", "2")
+        ours = load_file(out)["logits"]
+    rel = ((ours - ref).abs().max() / ref.abs().max()).item()
+    print(name, "logits_rel", rel)
+    assert rel <= 1e-4
+    # Control: the last rows differ from a full-attention run of the same weights.
+    full = tf.AutoModelForCausalLM.from_pretrained(os.path.join(TINY, name), attn_implementation="eager",
+                                                   dtype=torch.float32, sliding_window=10**6)
+    with torch.no_grad():
+        nowin = full(torch.tensor([ids])).logits[0]
+    assert (nowin[-1] - ref[-1]).abs().max().item() > 1e-3
+
+
 def test_sliding_window_binds():
     """Mistral's window (16) is shorter than the sequence (48): a pattern row past the
     window must have zeros before i - 15, as HF's has."""
@@ -61,3 +112,14 @@ def test_sliding_window_binds():
     assert cfg["sliding_window"] < len(ids)
     assert a[:, 40, : 40 - 16 + 1].abs().max().item() == 0.0
     assert a[:, 40, 40 - 16 + 1:].sum(-1).sub(1).abs().max().item() < 1e-5
+
+
+def test_sharded_checkpoint(tmp_path):
+    """A checkpoint that transformers saves in several shards (with model.safetensors.index.json)."""
+    ids, cfg = ids_for("qwen2")
+    m = load_hf("qwen2", torch.float32)
+    m.save_pretrained(tmp_path, max_shard_size="40KB")
+    assert (tmp_path / "model.safetensors.index.json").exists()
+    assert len(list(tmp_path.glob("model-*.safetensors"))) > 3
+    d = compare("qwen2/sharded", our_dump(str(tmp_path), ids), hf_outputs(m, ids), cfg["num_hidden_layers"])
+    assert d["logits_rel"] <= 1e-4 and d["hidden_rel"] <= 1e-4
