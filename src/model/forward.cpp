@@ -249,6 +249,9 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       auto kj = at::arange(q1, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
       auto masked = kj > qi;
       if (W > 0) masked = masked.logical_or(kj <= qi - W);
+      const AttnEdit* edit = hooks.attn_edit(l);
+      if (edit && edit->drop_key < q1)  // ssp_drop: later queries get no probability for the sink key
+        masked = masked.logical_or((kj == edit->drop_key).logical_and(qi > edit->drop_key));
       const float ninf = -std::numeric_limits<float>::infinity();
       at::Tensor p;
       at::Tensor sink_mass;
@@ -263,6 +266,11 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
         sink_mass = pf.select(-1, q1).reshape({H, c}).to(at::kFloat);
       } else {
         p = at::softmax(scores.to(at::kFloat).masked_fill(masked, ninf), -1).to(dt);
+      }
+      if (edit && edit->row_scale.defined() && q1 > edit->drop_key + 1) {
+        auto scale = at::where(qi > edit->drop_key, edit->row_scale.view({H, 1, 1}).to(dev), at::ones({1}, dev))
+                         .to(p.scalar_type());  // [H, c, 1]
+        p = (p.view({H, c, q1}) * scale).view({Hkv, R, c, q1});
       }
       if (want_pattern) {
         auto pv = p.view({H, c, q1});
@@ -280,8 +288,8 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     z = z.permute({1, 0, 2});  // [T, H, dh]
     hooks.run(Hook::Z, z, ctx);
     at::Tensor attn_out = linear(z.reshape({T, H * dh}), L.wo, L.bo);
+    hooks.run(Hook::AttnOut, attn_out, ctx);  // the attention block's output, before any post-norm
     if (s.post_norms) attn_out = norm(s, attn_out, L.post_attn_norm, {});
-    hooks.run(Hook::AttnOut, attn_out, ctx);
 
     // ---- MLP and residual
     auto ffn = [&](const at::Tensor& hh) { return s.n_experts > 0 ? moe(s, L, hh) : mlp(s, L, hh); };

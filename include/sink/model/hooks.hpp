@@ -9,6 +9,8 @@
 //   attn.hook_pattern  one query chunk: [n_heads, q_end - q_begin, q_end] — probabilities of queries
 //     q_begin..q_end-1 over keys 0..q_end-1 (later keys are causally 0 and not materialised)
 //   attn.hook_z [T, n_heads, head_dim] (per-head output before o_proj)
+//   hook_attn_out is o_proj's output (Gemma 2: before its post-attention norm);
+//   hook_mlp_out is the MLP's output as added to the residual (Gemma 2: after its post-norm)
 //   ln_final.hook_normalized [T, d_model]; hook_logits [T, vocab]
 #pragma once
 
@@ -40,6 +42,14 @@ struct HookCtx {
 
 using HookFn = std::function<void(at::Tensor& value, const HookCtx& ctx)>;
 
+// An edit the attention itself applies (for ssp_drop): queries i > drop_key
+// compute no probability for key drop_key (the softmax runs over the other
+// keys), then each head's row is scaled by row_scale[h].
+struct AttnEdit {
+  std::int64_t drop_key = -1;
+  at::Tensor row_scale;  // [n_heads] float32, or undefined for 1
+};
+
 class Hooks {
  public:
   // layer = -1: every layer.
@@ -54,6 +64,13 @@ class Hooks {
     for (const auto& e : fns_[static_cast<int>(h)])
       if (e.layer < 0 || e.layer == ctx.layer) e.fn(value, ctx);
   }
+  void set_attn_edit(int layer, AttnEdit e) {
+    if (static_cast<int>(edits_.size()) <= layer) edits_.resize(layer + 1);
+    edits_[layer] = std::move(e);
+  }
+  const AttnEdit* attn_edit(int layer) const {
+    return layer < static_cast<int>(edits_.size()) && edits_[layer].drop_key >= 0 ? &edits_[layer] : nullptr;
+  }
 
  private:
   struct Entry {
@@ -61,6 +78,7 @@ class Hooks {
     HookFn fn;
   };
   std::array<std::vector<Entry>, static_cast<int>(Hook::kCount)> fns_;
+  std::vector<AttnEdit> edits_;
 };
 
 }  // namespace sink

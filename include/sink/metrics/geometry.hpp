@@ -1,0 +1,75 @@
+// Geometry of what the sink writes into the residual stream (SPEC §3), as
+// exact, mergeable running sums in float64: per layer, for the sink vector
+// C[l,i] and the control R[l,i] = attention output − C[l,i]:
+//   n, Σv, Σ v/‖v‖, Σ‖v‖², Σ‖v‖, and second moments for the first principal
+//   component: exact Σ v vᵀ when d ≤ kExactPcaMaxDim (256), else a fixed Gaussian
+//   sketch Σ v (vᵀΩ) (Ω: d × k, seeded) and a Nyström estimate of the top
+//   eigenvalue of the covariance (docs/metrics.md states the error bound the
+//   tests check).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace sink {
+
+inline constexpr std::int64_t kExactPcaMaxDim = 256;  // exact d×d second moments up to here
+
+class GeometryAccumulator {
+ public:
+  GeometryAccumulator() = default;
+  // sketch = k for d > kExactPcaMaxDim (0: always exact).
+  GeometryAccumulator(int n_layers, std::int64_t d, std::int64_t sketch);
+  // v: [n, d] rows for layer l; which = 0 for C (sink), 1 for R (rest).
+  void add(int layer, int which, const at::Tensor& v);
+  void merge(const GeometryAccumulator& o);
+  bool empty() const { return n_layers_ == 0; }
+  // A zero accumulator of the same shape (copies of an accumulator share storage).
+  GeometryAccumulator like() const { return GeometryAccumulator(n_layers_, d_, exact_ ? 0 : k_); }
+
+  // Flat float64 image (for MPI reductions and checkpoints), and back.
+  std::vector<double> to_flat() const;
+  void from_flat(const std::vector<double>& flat);
+  std::size_t flat_size() const;
+
+  // Per-layer tables [L, 2] (column 0 = C, 1 = R): "mean_cos_to_mean",
+  // "pc1_share", "var_over_mean_sq", "mean_norm", "count"; plus
+  // "norm_ratio" [L] = mean‖C‖ / mean‖R‖ and "mean_direction" [L, 2, d].
+  std::map<std::string, at::Tensor> summary() const;
+
+  bool exact() const { return exact_; }
+  std::int64_t sketch_width() const { return k_; }
+
+ private:
+  int n_layers_ = 0;
+  std::int64_t d_ = 0, k_ = 0;
+  bool exact_ = true;
+  at::Tensor n_, sum_, sum_unit_, sum_sq_, sum_norm_, second_, omega_;
+};
+
+// μ statistics over calibration documents: Σ_i C[l,i] [L, d], Σ_i c[l,h,i]
+// [L, H, d], Σ_i A[l,h,i,s] [L, H] and the count of positions i > s.
+class MuAccumulator {
+ public:
+  MuAccumulator() = default;
+  MuAccumulator(int n_layers, int n_heads, std::int64_t d);
+  void add(int layer, const at::Tensor& a_sink /*[H, n]*/, const at::Tensor& w /*[H, d] = v_s W_O per head*/);
+  void merge(const MuAccumulator& o);
+  MuAccumulator like() const { return MuAccumulator(n_layers_, n_heads_, d_); }
+  std::vector<double> to_flat() const;
+  void from_flat(const std::vector<double>& flat);
+  // μ[l] [L, d], μ[l,h] [L, H, d], ᾱ[l,h] [L, H], count.
+  std::map<std::string, at::Tensor> result() const;
+  bool empty() const { return n_layers_ == 0; }
+
+ private:
+  int n_layers_ = 0, n_heads_ = 0;
+  std::int64_t d_ = 0;
+  at::Tensor head_sum_, alpha_sum_, count_;
+};
+
+}  // namespace sink

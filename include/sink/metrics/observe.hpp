@@ -1,0 +1,62 @@
+// The §3 observation metrics, computed while the forward runs: the engine's
+// hook points feed each attention chunk, the values and the per-head outputs
+// to an Observer, which reduces them at once to per-document statistics (no
+// L·H·T² array is ever held). Definitions: docs/metrics.md.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sink/metrics/geometry.hpp"
+#include "sink/model/hooks.hpp"
+
+namespace sink {
+
+class Model;
+
+struct ObserveOptions {
+  std::int64_t sink = 0;                 // s: the sink position
+  std::int64_t max_tokens_to_calc = 512; // P; T_c = min(T, P)
+  std::int64_t max_tokens_to_show = 32;  // S
+  std::int64_t gu_window = 64;           // Gu et al.: the first 64 tokens
+  std::vector<int> layers_to_show;
+  bool basic = true, norms = true, values = true, viz = true;
+  bool geometry = true;                  // accumulate C/R geometry (needs values)
+  bool mu = false;                       // accumulate μ statistics (calibration)
+  int massive_k = 4;                     // massive activations: top-k |h| dims at the sink
+  std::int64_t sketch = 32;              // PCA sketch width for d > kExactPcaMaxDim
+};
+
+// Per-document results, float32 on the CPU, named as their HDF5 datasets
+// (without the document dimension), e.g. "basic/sink_score" [L, H].
+using DocArrays = std::map<std::string, at::Tensor>;
+
+class Observer {
+ public:
+  Observer(const Model& m, const ObserveOptions& opt, std::int64_t T);
+  ~Observer();
+  Observer(const Observer&) = delete;
+  Observer& operator=(const Observer&) = delete;
+  // Installs the hooks that compute everything (call before forward).
+  void install(Hooks& hooks);
+  // After the forward: the per-document arrays, and the geometry / μ contributions.
+  DocArrays finish();
+  GeometryAccumulator& geometry() { return geom_; }
+  MuAccumulator& mu() { return mu_; }
+
+ private:
+  struct Layer;
+  const Model& m_;
+  ObserveOptions o_;
+  std::int64_t T_, Tc_;
+  std::vector<Layer> layers_;
+  GeometryAccumulator geom_;
+  MuAccumulator mu_;
+  at::Tensor hidden_norm_, massive_idx_, massive_val_, attn_norm_, mlp_norm_;
+  void on_hidden(int index, const at::Tensor& h);
+};
+
+}  // namespace sink

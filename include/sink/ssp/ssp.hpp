@@ -1,0 +1,54 @@
+// Static Sink Patching (SPEC §4): replace what the sink writes into the
+// residual stream, in chosen layers, by a static bias μ (or controls), through
+// the engine's hook points — the model is never copied.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sink/model/hooks.hpp"
+
+namespace sink {
+
+class Model;
+
+enum class SspMode { SspBias, SspDrop, Zero, Random, Exact };
+SspMode parse_ssp_mode(const std::string& s);
+const char* ssp_mode_name(SspMode m);
+
+struct SinkBias {
+  std::int64_t sink = 0;
+  bool head_granularity = false;
+  std::vector<bool> patched;  // per layer
+  at::Tensor mu;              // [L, d]      μ[l]
+  at::Tensor mu_head;         // [L, H, d]   μ[l, h]
+  at::Tensor alpha_bar;       // [L, H]      ᾱ[l, h]
+  std::uint64_t seed = 0;     // for `random`
+};
+
+// The bias a mode adds per layer, [L, d] float32 (zero for `zero`; for
+// `random`, μ's norm in a seeded random direction, per layer or per head then summed).
+at::Tensor ssp_added_bias(const SinkBias& b, SspMode mode);
+
+// Installs hooks (and, for ssp_drop, the attention edit) that patch the
+// forward. `Exact` adds each position's own sink contribution back (the
+// identity check: it must reproduce the original logits).
+void install_ssp(const Model& m, const SinkBias& b, SspMode mode, Hooks& hooks);
+
+// Per-document SSP measures. The original pass runs once; every mode is
+// compared with it on the same tokens: positions s+1 … T−2 predict s+2 … T−1.
+struct SspDocResult {
+  double nll_sum = 0;                       // Σ token NLL (nats)
+  std::int64_t n = 0;                       // tokens scored
+  double kl_mean = 0;                       // mean KL(p_orig ‖ p_mode) over the same positions
+  std::vector<double> resid_rel_l2, resid_cos;  // [L+1]: mean over positions i > s of ‖h'−h‖/‖h‖ and cos(h', h)
+};
+
+// Runs the original pass and each mode on one document.
+std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids,
+                                                const SinkBias& b, const std::vector<SspMode>& modes);
+
+}  // namespace sink

@@ -1,0 +1,70 @@
+// sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--threads N]
+// One process is one rank; under mpirun/srun every rank runs this same main.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "sink/cli/args.hpp"
+#include "sink/dist/comm.hpp"
+#include "sink/run/run.hpp"
+#include "sink/util/error.hpp"
+
+using namespace sink;
+
+static const char* kUsage =
+    "usage: sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--threads N] [--no-progress]\n"
+    "  --set k=v     override a config key (dotted keys reach into maps: steps.viz=false)\n"
+    "  --dry-run     validate the config, models' configs, tokenizers and eval sets; load no weights\n"
+    "  --resume      continue a killed run: compute only the documents missing from OUT/.partial\n"
+    "  --threads N   intra-op threads per rank (default: cores / ranks)\n";
+
+int main(int argc, char** argv) {
+  dist::Env env(&argc, &argv);
+  auto world = dist::Comm::world();
+  int rc = 0;
+  try {
+    RunFlags f;
+    std::vector<std::string> rest;
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "--set") {
+        if (i + 1 >= argc) throw InputError("--set", "needs key=value");
+        f.sets.push_back(argv[++i]);
+      } else if (a.rfind("--set=", 0) == 0) {
+        f.sets.push_back(a.substr(6));
+      } else if (a == "--dry-run") {
+        f.dry_run = true;
+      } else if (a == "--resume") {
+        f.resume = true;
+      } else if (a == "--no-progress") {
+        f.progress = false;
+      } else if (a == "--threads") {
+        if (i + 1 >= argc) throw InputError("--threads", "needs a number");
+        f.threads = std::atoi(argv[++i]);
+      } else if (a == "--bucket-size") {
+        if (i + 1 >= argc) throw InputError("--bucket-size", "needs a number");
+        f.bucket_size = std::atoll(argv[++i]);
+        if (f.bucket_size < 1) throw InputError("--bucket-size", "must be at least 1");
+      } else if (a == "--help" || a == "-h") {
+        if (world.rank() == 0) std::fputs(kUsage, stdout);
+        return 0;
+      } else if (a.rfind("--", 0) == 0) {
+        throw InputError(a, "unknown option");
+      } else {
+        rest.push_back(a);
+      }
+    }
+    if (rest.size() != 1) throw InputError("sink-run", "give exactly one config file");
+    f.config_path = rest[0];
+    rc = sink_run(f, world);
+  } catch (const InputError& e) {
+    if (world.rank() == 0) std::fprintf(stderr, "sink-run: error: %s\n", e.what());
+    rc = kExitBadInput;
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
+    std::fprintf(stderr, "sink-run: rank %d: internal error: %s\n", world.rank(), msg.c_str());
+    dist::Env::abort(1);  // the other ranks may be waiting in a collective
+  }
+  return rc;
+}

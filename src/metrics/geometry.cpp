@@ -1,0 +1,181 @@
+#include "sink/metrics/geometry.hpp"
+
+#include <ATen/ATen.h>
+
+#include <stdexcept>
+
+namespace sink {
+
+namespace {
+at::TensorOptions f64() { return at::TensorOptions().dtype(at::kDouble); }
+
+void append(std::vector<double>& out, const at::Tensor& t) {
+  auto c = t.to(at::kCPU, at::kDouble).contiguous();
+  out.insert(out.end(), c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+std::size_t take(const std::vector<double>& in, std::size_t pos, at::Tensor& t) {
+  const auto n = static_cast<std::size_t>(t.numel());
+  if (pos + n > in.size()) throw std::runtime_error("geometry: flat image too short");
+  auto c = at::from_blob(const_cast<double*>(in.data() + pos), t.sizes(), f64()).to(t.device());
+  t.copy_(c);
+  return pos + n;
+}
+}  // namespace
+
+GeometryAccumulator::GeometryAccumulator(int n_layers, std::int64_t d, std::int64_t sketch)
+    : n_layers_(n_layers), d_(d), k_(sketch), exact_(d <= kExactPcaMaxDim || sketch <= 0) {
+  n_ = at::zeros({n_layers, 2}, f64());
+  sum_ = at::zeros({n_layers, 2, d}, f64());
+  sum_unit_ = at::zeros({n_layers, 2, d}, f64());
+  sum_sq_ = at::zeros({n_layers, 2}, f64());
+  sum_norm_ = at::zeros({n_layers, 2}, f64());
+  if (exact_) {
+    k_ = 0;
+    second_ = at::zeros({n_layers, 2, d, d}, f64());
+  } else {
+    // Ω is the same on every rank and in every run: a fixed seed, CPU generator.
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(0x51CA7E);
+    omega_ = at::randn({d, k_}, gen, f64());
+    second_ = at::zeros({n_layers, 2, d, k_}, f64());
+  }
+}
+
+void GeometryAccumulator::add(int l, int w, const at::Tensor& v) {
+  if (v.size(0) == 0) return;
+  auto x = v.to(at::kCPU, at::kDouble);
+  auto norms = x.norm(2, 1);  // [n]
+  n_[l][w] += static_cast<double>(x.size(0));
+  sum_[l][w] += x.sum(0);
+  auto safe = norms.clamp_min(1e-300).unsqueeze(1);
+  sum_unit_[l][w] += (x / safe).sum(0);
+  sum_sq_[l][w] += norms.pow(2).sum();
+  sum_norm_[l][w] += norms.sum();
+  if (exact_) second_[l][w] += at::matmul(x.t(), x);
+  else second_[l][w] += at::matmul(x.t(), at::matmul(x, omega_));
+}
+
+void GeometryAccumulator::merge(const GeometryAccumulator& o) {
+  if (o.empty()) return;
+  if (empty()) {
+    *this = GeometryAccumulator(o.n_layers_, o.d_, o.exact_ ? 0 : o.k_);
+  }
+  n_ += o.n_;
+  sum_ += o.sum_;
+  sum_unit_ += o.sum_unit_;
+  sum_sq_ += o.sum_sq_;
+  sum_norm_ += o.sum_norm_;
+  second_ += o.second_;
+}
+
+std::size_t GeometryAccumulator::flat_size() const {
+  return static_cast<std::size_t>(n_.numel() + sum_.numel() + sum_unit_.numel() + sum_sq_.numel() +
+                                  sum_norm_.numel() + second_.numel());
+}
+
+std::vector<double> GeometryAccumulator::to_flat() const {
+  std::vector<double> out;
+  out.reserve(flat_size());
+  for (const auto* t : {&n_, &sum_, &sum_unit_, &sum_sq_, &sum_norm_, &second_}) append(out, *t);
+  return out;
+}
+
+void GeometryAccumulator::from_flat(const std::vector<double>& in) {
+  if (in.size() != flat_size()) throw std::runtime_error("geometry: flat image has the wrong size");
+  std::size_t pos = 0;
+  for (auto* t : {&n_, &sum_, &sum_unit_, &sum_sq_, &sum_norm_, &second_}) pos = take(in, pos, *t);
+}
+
+std::map<std::string, at::Tensor> GeometryAccumulator::summary() const {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  auto mean_cos = at::full({n_layers_, 2}, nan, f64());
+  auto pc1 = at::full({n_layers_, 2}, nan, f64());
+  auto var_ratio = at::full({n_layers_, 2}, nan, f64());
+  auto mean_norm = at::full({n_layers_, 2}, nan, f64());
+  auto mean_dir = at::full({n_layers_, 2, d_}, nan, f64());
+  for (int l = 0; l < n_layers_; ++l) {
+    for (int w = 0; w < 2; ++w) {
+      const double n = n_[l][w].item<double>();
+      if (n < 1) continue;
+      auto mu = sum_[l][w] / n;
+      const double mu2 = mu.dot(mu).item<double>();
+      const double mu_norm = std::sqrt(mu2);
+      mean_norm[l][w] = sum_norm_[l][w].item<double>() / n;
+      const double trace = sum_sq_[l][w].item<double>() / n - mu2;
+      if (mu_norm > 0) {
+        mean_dir[l][w] = mu / mu_norm;
+        mean_cos[l][w] = sum_unit_[l][w].dot(mu).item<double>() / (n * mu_norm);
+        var_ratio[l][w] = trace / mu2;
+      }
+      if (trace <= 0) continue;
+      double lambda1;
+      if (exact_) {
+        auto cov = second_[l][w] / n - at::outer(mu, mu);
+        lambda1 = std::get<0>(at::linalg_eigh((cov + cov.t()) / 2)).max().item<double>();
+      } else {
+        // Nyström: Y = Cov Ω, B = Ωᵀ Y; λ1 ≈ top eigenvalue of B^{-1/2} YᵀY B^{-1/2}.
+        auto y = second_[l][w] / n - at::outer(mu, at::matmul(mu, omega_));
+        auto b = at::matmul(omega_.t(), y);
+        b = (b + b.t()) / 2;
+        auto [s, u] = at::linalg_eigh(b);
+        auto keep = s > s.max() * 1e-12;
+        auto inv_sqrt = at::where(keep, s.clamp_min(1e-300).rsqrt(), at::zeros_like(s));
+        auto bh = at::matmul(u * inv_sqrt.unsqueeze(0), u.t());
+        auto m = at::matmul(bh, at::matmul(at::matmul(y.t(), y), bh));
+        lambda1 = std::get<0>(at::linalg_eigh((m + m.t()) / 2)).max().item<double>();
+      }
+      pc1[l][w] = lambda1 / trace;
+    }
+  }
+  auto ratio = mean_norm.select(1, 0) / mean_norm.select(1, 1);
+  return {{"mean_cos_to_mean", mean_cos},  {"pc1_share", pc1},         {"var_over_mean_sq", var_ratio},
+          {"mean_norm", mean_norm},        {"count", n_.clone()},      {"norm_ratio", ratio},
+          {"mean_direction", mean_dir}};
+}
+
+MuAccumulator::MuAccumulator(int n_layers, int n_heads, std::int64_t d)
+    : n_layers_(n_layers), n_heads_(n_heads), d_(d) {
+  head_sum_ = at::zeros({n_layers, n_heads, d}, f64());
+  alpha_sum_ = at::zeros({n_layers, n_heads}, f64());
+  count_ = at::zeros({n_layers}, f64());
+}
+
+void MuAccumulator::add(int l, const at::Tensor& a, const at::Tensor& w) {
+  if (a.size(1) == 0) return;
+  auto as = a.to(at::kCPU, at::kDouble).sum(1);  // [H]
+  head_sum_[l] += as.unsqueeze(1) * w.to(at::kCPU, at::kDouble);
+  alpha_sum_[l] += as;
+  count_[l] += static_cast<double>(a.size(1));
+}
+
+void MuAccumulator::merge(const MuAccumulator& o) {
+  if (o.empty()) return;
+  if (empty()) *this = MuAccumulator(o.n_layers_, o.n_heads_, o.d_);
+  head_sum_ += o.head_sum_;
+  alpha_sum_ += o.alpha_sum_;
+  count_ += o.count_;
+}
+
+std::vector<double> MuAccumulator::to_flat() const {
+  std::vector<double> out;
+  for (const auto* t : {&head_sum_, &alpha_sum_, &count_}) append(out, *t);
+  return out;
+}
+
+void MuAccumulator::from_flat(const std::vector<double>& in) {
+  if (in.size() != static_cast<std::size_t>(head_sum_.numel() + alpha_sum_.numel() + count_.numel()))
+    throw std::runtime_error("mu: flat image has the wrong size");
+  std::size_t pos = 0;
+  for (auto* t : {&head_sum_, &alpha_sum_, &count_}) pos = take(in, pos, *t);
+}
+
+std::map<std::string, at::Tensor> MuAccumulator::result() const {
+  auto c = count_.clamp_min(1).view({n_layers_, 1, 1});
+  auto mu_head = head_sum_ / c;
+  return {{"mu_head", mu_head},
+          {"mu", mu_head.sum(1)},
+          {"alpha_bar", alpha_sum_ / count_.clamp_min(1).view({n_layers_, 1})},
+          {"count", count_.clone()}};
+}
+
+}  // namespace sink

@@ -1,0 +1,139 @@
+#include "sink/run/partial.hpp"
+
+#include <ATen/ATen.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "sink/io/safetensors.hpp"
+#include "sink/util/error.hpp"
+#include "sink/util/mapped_file.hpp"
+
+namespace sink {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kBucketMagic[8] = {'S', 'I', 'N', 'K', 'B', 'K', 'T', '1'};
+
+void atomic_write(const fs::path& path, const std::string& bytes) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw InputError(tmp.string(), "cannot write (is the output folder writable?)");
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.flush();
+    if (!f) throw InputError(tmp.string(), "write failed (disk full?)");
+  }
+  fs::rename(tmp, path);
+}
+
+DType to_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return DType::F32;
+    case at::kDouble: return DType::F64;
+    case at::kLong: return DType::I64;
+    case at::kInt: return DType::I32;
+    default: throw std::logic_error("partial store: unsupported dtype");
+  }
+}
+
+}  // namespace
+
+PartialStore::PartialStore(const std::string& out, const std::string& run, const std::string& phase)
+    : dir_((fs::path(out) / ".partial" / (phase.empty() ? run : run + "." + phase)).string()) {
+  fs::create_directories(dir_);
+}
+
+void PartialStore::write_doc(std::int64_t index, const DocArrays& a) const {
+  std::vector<at::Tensor> keep;
+  std::vector<TensorToWrite> ts;
+  for (const auto& [name, t] : a) {
+    keep.push_back(t.to(at::kCPU).contiguous());
+    ts.push_back({name, to_dtype(keep.back().scalar_type()), keep.back().sizes().vec(), keep.back().data_ptr()});
+  }
+  write_safetensors((fs::path(dir_) / ("doc_" + std::to_string(index) + ".safetensors")).string(), ts);
+}
+
+DocArrays PartialStore::read_doc(std::int64_t index) const {
+  SafetensorsFile f((fs::path(dir_) / ("doc_" + std::to_string(index) + ".safetensors")).string());
+  DocArrays out;
+  for (const auto& t : f.tensors()) {
+    at::ScalarType st;
+    switch (t.dtype) {
+      case DType::F32: st = at::kFloat; break;
+      case DType::F64: st = at::kDouble; break;
+      case DType::I64: st = at::kLong; break;
+      case DType::I32: st = at::kInt; break;
+      default: throw InputError(f.path(), "unexpected dtype in a partial result");
+    }
+    out[t.name] = at::from_blob(const_cast<std::uint8_t*>(t.data), t.shape, at::TensorOptions().dtype(st)).clone();
+  }
+  return out;
+}
+
+void PartialStore::write_bucket(std::int64_t b, const BucketState& s) const {
+  std::string bytes(kBucketMagic, 8);
+  auto put = [&](std::uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), 8); };
+  put(static_cast<std::uint64_t>(s.done));
+  put(s.geometry.size());
+  put(s.mu.size());
+  bytes.append(reinterpret_cast<const char*>(s.geometry.data()), s.geometry.size() * 8);
+  bytes.append(reinterpret_cast<const char*>(s.mu.data()), s.mu.size() * 8);
+  atomic_write(fs::path(dir_) / ("bucket_" + std::to_string(b) + ".ckpt"), bytes);
+}
+
+std::optional<BucketState> PartialStore::read_bucket(std::int64_t b) const {
+  const fs::path p = fs::path(dir_) / ("bucket_" + std::to_string(b) + ".ckpt");
+  if (!fs::exists(p)) return std::nullopt;
+  MappedFile f(p.string());
+  auto bad = [&](const char* why) { return InputError(p.string(), std::string("corrupt checkpoint: ") + why); };
+  if (f.size() < 32 || std::memcmp(f.data(), kBucketMagic, 8) != 0) throw bad("bad header");
+  std::uint64_t h[3];
+  std::memcpy(h, f.data() + 8, 24);
+  if (h[1] > f.size() / 8 || h[2] > f.size() / 8 || 32 + 8 * (h[1] + h[2]) != f.size()) throw bad("sizes do not match");
+  BucketState s;
+  s.done = static_cast<std::int64_t>(h[0]);
+  s.geometry.resize(h[1]);
+  s.mu.resize(h[2]);
+  std::memcpy(s.geometry.data(), f.data() + 32, 8 * h[1]);
+  std::memcpy(s.mu.data(), f.data() + 32 + 8 * h[1], 8 * h[2]);
+  return s;
+}
+
+std::int64_t PartialStore::count_docs() const {
+  std::int64_t n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir_, ec))
+    if (e.path().extension() == ".safetensors") ++n;
+  return n;
+}
+
+void prepare_partial_dir(const std::string& out, const std::string& sha,
+                         const std::map<std::string, std::int64_t>& run_docs, bool resume) {
+  const fs::path dir = fs::path(out) / ".partial";
+  const fs::path man = dir / "manifest.json";
+  nlohmann::json want = {{"config_sha256", sha}, {"runs", run_docs}};
+  if (resume) {
+    if (!fs::exists(man)) throw InputError(man.string(), "nothing to resume (no partial results here)");
+    nlohmann::json have;
+    try {
+      have = nlohmann::json::parse(read_text_file(man.string()));
+    } catch (const nlohmann::json::exception&) {
+      throw InputError(man.string(), "corrupt manifest");
+    }
+    if (have.value("config_sha256", "") != sha)
+      throw InputError(man.string(), "partial results of another config (sha256 " + have.value("config_sha256", "?") +
+                                         "); refusing to --resume with this one");
+    if (have["runs"] != want["runs"]) throw InputError(man.string(), "partial results of another set of documents");
+    return;
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::create_directories(dir);
+  atomic_write(man, want.dump(2));
+}
+
+}  // namespace sink

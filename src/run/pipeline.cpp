@@ -1,0 +1,500 @@
+// The sink-run pipeline (see include/sink/run/run.hpp).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <set>
+#include <thread>
+
+#include "sink/config/config.hpp"
+#include "sink/config/eval_set.hpp"
+#include "sink/dist/comm.hpp"
+#include "sink/io/gguf.hpp"
+#include "sink/metrics/observe.hpp"
+#include "sink/model/model.hpp"
+#include "sink/model/weight_source.hpp"
+#include "sink/run/documents.hpp"
+#include "sink/run/partial.hpp"
+#include "sink/run/results.hpp"
+#include "sink/run/run.hpp"
+#include "sink/ssp/ssp.hpp"
+#include "sink/store/h5.hpp"
+#include "sink/tok/tokenizer.hpp"
+#include "sink/util/error.hpp"
+#include "sink/util/log.hpp"
+#include "sink/util/mapped_file.hpp"
+
+namespace sink {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string now_iso() {
+  auto t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::ostringstream o;
+  o << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ");
+  return o.str();
+}
+
+// Reads a model's spec without its weights (config.json, or GGUF metadata).
+ModelSpec read_spec(const std::string& path) {
+  if (fs::is_regular_file(path) && fs::path(path).extension() == ".gguf") return open_gguf_model(path).spec;
+  const fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
+  if (!fs::exists(dir / "config.json"))
+    throw InputError(path, "no config.json here (expected an HF snapshot folder or a .gguf file)");
+  return spec_from_hf_config((dir / "config.json").string());
+}
+
+// sha256 over each weight file's size and first MiB (headers and metadata live there):
+// a cheap fingerprint that changes when the file does, without reading gigabytes.
+std::string weights_fingerprint(const std::string& path) {
+  std::vector<fs::path> files;
+  if (fs::is_regular_file(path)) files.push_back(path);
+  else
+    for (const auto& e : fs::directory_iterator(path))
+      if (e.path().extension() == ".safetensors" || e.path().filename() == "config.json") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  std::string acc;
+  for (const auto& f : files) {
+    MappedFile m(f.string());
+    acc += f.filename().string() + ":" + std::to_string(m.size()) + ":";
+    acc.append(reinterpret_cast<const char*>(m.data()), std::min<std::size_t>(m.size(), 1 << 20));
+  }
+  return sha256_hex(acc.data(), acc.size());
+}
+
+std::string tokenizer_file(const std::string& model_path) {
+  if (fs::is_regular_file(model_path)) return model_path;
+  for (const char* n : {"tokenizer.json", "tokenizer.model"})
+    if (fs::exists(fs::path(model_path) / n)) return (fs::path(model_path) / n).string();
+  return "";
+}
+
+// Runs `fn` on rank 0 only; an InputError there becomes the same InputError on every rank.
+void on_root_checked(dist::Comm& world, const std::function<void()>& fn) {
+  std::string err;
+  if (world.rank() == 0) {
+    try {
+      fn();
+    } catch (const InputError& e) {
+      err = e.what();
+      if (err.empty()) err = "error";
+    }
+  }
+  world.bcast(err, 0);
+  if (!err.empty()) throw InputError("", err);
+}
+
+// Progress on stderr, on one rank: a bar on a terminal, a line every ~10% or 60 s in logs.
+class Progress {
+ public:
+  Progress(std::string what, std::int64_t total, bool on)
+      : what_(std::move(what)), total_(total), on_(on), tty_(isatty(2)), t0_(clock::now()), last_(t0_) {}
+  void update(std::int64_t done, std::int64_t tokens) {
+    if (!on_ || total_ <= 0) return;
+    const auto now = clock::now();
+    const double el = std::chrono::duration<double>(now - t0_).count();
+    const double frac = double(done) / double(total_);
+    const double eta = done > 0 ? el / frac - el : 0;
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%s: %lld/%lld documents, %.0f tok/s, elapsed %.0fs, ETA %.0fs", what_.c_str(),
+                  (long long)done, (long long)total_, el > 0 ? tokens / el : 0.0, el, eta);
+    if (tty_) {
+      const int w = 24, f = static_cast<int>(frac * w);
+      std::fprintf(stderr, "\r[%s%s] %s", std::string(f, '#').c_str(), std::string(w - f, '.').c_str(), buf);
+      if (done >= total_) std::fprintf(stderr, "\n");
+    } else if (done >= total_ || frac >= next_ || std::chrono::duration<double>(now - last_).count() > 60) {
+      log::info(buf);
+      next_ = frac + 0.1;
+      last_ = now;
+    }
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  std::string what_;
+  std::int64_t total_;
+  bool on_, tty_;
+  clock::time_point t0_, last_;
+  double next_ = 0.1;
+};
+
+struct PreparedRun {
+  RunConfig rc;
+  std::string model_path;
+  ModelSpec spec;
+  std::unique_ptr<Tokenizer> tok;
+  SinkPolicy policy;
+  std::vector<PreparedDoc> docs, calib;
+  std::vector<std::string> calib_ids;
+  std::map<std::string, std::string> hashes;
+  double cost = 0;
+};
+
+PreparedRun prepare_run(const RunConfig& rc, const Config& cfg) {
+  PreparedRun p;
+  p.rc = rc;
+  p.model_path = resolve_model_path(rc.model);
+  p.spec = read_spec(p.model_path);
+  const int L = p.spec.n_layers;
+  for (int l : rc.layers_to_show)
+    if (l < 0 || l >= L)
+      throw InputError(cfg.path, "key 'layers_to_show': layer " + std::to_string(l) + " out of range (model has " +
+                                     std::to_string(L) + " layers)");
+  p.tok = tokenizer_for_model(p.model_path);
+  p.policy = resolve_sink_policy(rc.sink_policy, *p.tok, p.spec, cfg.path);
+  auto eval = read_eval_jsonl(rc.eval_jsonl, rc.eval_field, rc.max_docs);
+  if (eval.empty()) throw InputError(rc.eval_jsonl, "no documents");
+  p.docs = prepare_documents(eval, *p.tok, p.policy, rc, cfg.path);
+  p.hashes["eval_sha256"] = sha256_file(rc.eval_jsonl);
+  const auto tf = tokenizer_file(p.model_path);
+  if (!tf.empty()) p.hashes["tokenizer_sha256"] = sha256_file(tf);
+  p.hashes["weights_fingerprint"] = weights_fingerprint(p.model_path);
+  if (rc.intervention) {
+    const auto& iv = *rc.intervention;
+    for (int l : iv.layers)
+      if (l < 0 || l >= L)
+        throw InputError(cfg.path, "key 'intervention.layers': layer " + std::to_string(l) + " out of range (model has " +
+                                       std::to_string(L) + " layers)");
+    if (iv.mu_from.empty()) {
+      auto calib = read_eval_jsonl(iv.calibration_jsonl, rc.eval_field, iv.calibration_docs);
+      if (calib.empty()) throw InputError(iv.calibration_jsonl, "no calibration documents");
+      // Calibration documents are never evaluated: no shared id, no shared text.
+      std::set<std::string> ids, texts;
+      for (const auto& d : eval) ids.insert(d.id), texts.insert(sha256_hex(d.text.data(), d.text.size()));
+      for (const auto& d : calib) {
+        if (texts.count(sha256_hex(d.text.data(), d.text.size())))
+          throw InputError(iv.calibration_jsonl, "calibration document '" + d.id + "' is also an evaluation document");
+        p.calib_ids.push_back(d.id);
+      }
+      p.calib = prepare_documents(calib, *p.tok, p.policy, rc, cfg.path);
+      p.hashes["calibration_sha256"] = sha256_file(iv.calibration_jsonl);
+    }
+  }
+  std::int64_t tokens = 0;
+  for (const auto& d : p.docs) tokens += static_cast<std::int64_t>(d.ids.size());
+  p.cost = double(tokens) * double(p.spec.n_layers) * double(p.spec.d_model) * double(p.spec.d_model);
+  return p;
+}
+
+// Loads μ, μ_head and ᾱ from a previous run's results.h5, checking it is the same model.
+std::map<std::string, at::Tensor> load_mu(const std::string& path, const PreparedRun& p) {
+  auto f = h5::File::open_read(path);
+  const std::string g = p.rc.name;
+  if (!f.exists(g + "/ssp/mu")) throw InputError(path, "no '" + g + "/ssp/mu' in this file (intervention.mu_from)");
+  auto grp = f.group(g);
+  if (grp.attr_string("weights_fingerprint").value_or("") != p.hashes.at("weights_fingerprint"))
+    throw InputError(path, "μ file from another model (weights fingerprint differs) (intervention.mu_from)");
+  std::map<std::string, at::Tensor> out;
+  const auto L = p.spec.n_layers, H = p.spec.n_heads, d = p.spec.d_model;
+  for (auto [name, shape] : std::vector<std::pair<std::string, std::vector<std::int64_t>>>{
+           {"mu", {L, d}}, {"mu_head", {L, H, d}}, {"alpha_bar", {L, H}}}) {
+    auto ds = f.open(g + "/ssp/" + name);
+    if (ds.dims() != shape) throw InputError(path, "'" + g + "/ssp/" + name + "' has the wrong shape for this model");
+    auto t = at::empty(shape, at::TensorOptions().dtype(at::kDouble));
+    ds.read_all(t.data_ptr());
+    out[name] = t;
+  }
+  return out;
+}
+
+at::Device pick_device(const std::string& device_map, int world_size) {
+  if (device_map == "cpu") return at::Device("cpu");
+#ifdef SINK_WITH_CUDA
+  const int local = dist::local_rank();
+  if (device_map == "auto" || world_size > 1) return at::Device(at::kCUDA, local);
+  return at::Device(device_map);
+#else
+  if (device_map == "auto") return at::Device("cpu");
+  throw InputError("device_map", "'" + device_map + "' needs a CUDA build of sink (configure with -DSINK_WITH_CUDA=ON)");
+#endif
+}
+
+// One phase over buckets of documents on this rank: `fn` computes a document and
+// returns its arrays; the bucket state is checkpointed after every document.
+template <class Fn>
+void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs, const std::vector<Bucket>& buckets,
+                 const std::vector<std::int64_t>& mine, bool write_docs, Fn&& fn, const std::function<void()>& tick) {
+  for (auto b : mine) {
+    const Bucket& bk = buckets[b];
+    BucketState st = store.read_bucket(b).value_or(BucketState{});
+    if (st.done > bk.count) throw InputError(store.dir(), "checkpoint of bucket " + std::to_string(b) + " is inconsistent");
+    GeometryAccumulator geom;
+    MuAccumulator mu;
+    bool have = st.done > 0;
+    for (std::int64_t j = bk.first + st.done; j < bk.first + bk.count; ++j) {
+      GeometryAccumulator g;
+      MuAccumulator m;
+      DocArrays a = fn(docs[j], g, m);
+      if (write_docs) store.write_doc(j, a);
+      if (have) {  // continue the bucket's sums in document order
+        if (!g.empty()) {
+          if (geom.empty()) {
+            geom = g.like();
+            geom.from_flat(st.geometry);
+          }
+          geom.merge(g);
+        }
+        if (!m.empty()) {
+          if (mu.empty()) {
+            mu = m.like();
+            mu.from_flat(st.mu);
+          }
+          mu.merge(m);
+        }
+      } else {
+        geom = std::move(g);
+        mu = std::move(m);
+        have = true;
+      }
+      st.done = j - bk.first + 1;
+      if (!geom.empty()) st.geometry = geom.to_flat();
+      if (!mu.empty()) st.mu = mu.to_flat();
+      store.write_bucket(b, st);
+      tick();
+    }
+  }
+}
+
+}  // namespace
+
+int sink_run(const RunFlags& flags, dist::Comm& world) {
+  const RunTimes times{now_iso(), ""};
+  Config cfg = load_config(flags.config_path, flags.sets);
+  log::set_level(world.rank() == 0 ? cfg.log_level : "warn");  // rank 0 speaks for all
+
+  // ---- validate everything before any weights load
+  std::vector<PreparedRun> runs;
+  for (const auto& rc : cfg.runs) runs.push_back(prepare_run(rc, cfg));
+  if (flags.dry_run) {
+    if (world.rank() == 0)
+      for (const auto& p : runs)
+        std::printf("%s: %s (%s, %d layers, %d heads, d=%d), %zu documents, sink policy %s%s\n", p.rc.name.c_str(),
+                    p.model_path.c_str(), family_name(p.spec.family), p.spec.n_layers, p.spec.n_heads,
+                    p.spec.d_model, p.docs.size(), p.policy.name.c_str(),
+                    p.rc.intervention ? (", intervention " + std::to_string(p.rc.intervention->modes.size()) + " modes").c_str() : "");
+    return 0;
+  }
+
+  const std::string cfg_sha = sha256_hex(cfg.text.data(), cfg.text.size());
+  std::map<std::string, std::int64_t> run_docs;
+  for (const auto& p : runs) run_docs[p.rc.name] = static_cast<std::int64_t>(p.docs.size());
+  on_root_checked(world, [&] {
+    fs::create_directories(cfg.out);
+    prepare_partial_dir(cfg.out, cfg_sha, run_docs, flags.resume);
+  });
+  world.barrier();
+
+  // ---- groups: one per run when there are enough ranks (sized by cost), else everyone runs them in turn
+  const int R = static_cast<int>(runs.size());
+  std::vector<int> color_of_rank(world.size(), 0);
+  if (world.size() >= R && R > 1) {
+    double total = 0;
+    for (const auto& p : runs) total += p.cost;
+    std::vector<int> size(R, 1);
+    int left = world.size() - R;
+    std::vector<std::pair<double, int>> rem;
+    for (int r = 0; r < R; ++r) {
+      const double want = left * runs[r].cost / total;
+      size[r] += static_cast<int>(want);
+      rem.push_back({want - std::floor(want), r});
+    }
+    int assigned = 0;
+    for (int r = 0; r < R; ++r) assigned += size[r];
+    std::sort(rem.begin(), rem.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+    for (int i = 0; assigned < world.size(); ++i, ++assigned) size[rem[i % R].second]++;
+    for (int r = 0, k = 0; r < R; ++r)
+      for (int j = 0; j < size[r]; ++j) color_of_rank[k++] = r;
+  }
+  const int color = color_of_rank[world.rank()];
+  dist::Comm group = world.split(color, world.rank());
+  std::vector<int> my_runs;
+  for (int r = 0; r < R; ++r)
+    if (world.size() < R || R == 1 ? true : r == color) my_runs.push_back(r);
+
+  const int threads = flags.threads > 0 ? flags.threads
+                                        : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                                                          std::max(1, world.size()));
+  at::set_num_threads(threads);
+  const bool show = flags.progress && world.rank() == 0;
+
+  std::vector<RunOutcome> outcomes(R);
+  for (int r : my_runs) {
+    auto& p = runs[r];
+    const auto& rc = p.rc;
+    LoadOptions lo;
+    lo.dtype = rc.dtype;
+    const at::Device dev = pick_device(rc.device_map, world.size());
+    lo.device = dev.str();
+    log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
+              std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
+    auto model = load_model(p.model_path, lo);
+    c10::InferenceMode guard;
+    const std::int64_t s = p.policy.position;
+
+    // ---- μ: from a previous run, or fitted on the calibration documents
+    std::map<std::string, at::Tensor> mu;
+    std::vector<SspMode> modes;
+    if (rc.intervention) {
+      for (const auto& m : rc.intervention->modes) modes.push_back(parse_ssp_mode(m));
+      if (!rc.intervention->mu_from.empty()) {
+        mu = load_mu(rc.intervention->mu_from, p);
+      } else {
+        PartialStore cstore(cfg.out, rc.name, "calibration");
+        auto cb = make_buckets(p.calib, flags.bucket_size);
+        auto mine = assign_buckets(cb, group.rank(), group.size());
+        Progress prog(rc.name + " calibration", static_cast<std::int64_t>(p.calib.size()), show);
+        std::int64_t done = 0, toks = 0;
+        run_buckets(cstore, p.calib, cb, mine, false,
+                    [&](const PreparedDoc& d, GeometryAccumulator&, MuAccumulator& m) {
+                      ObserveOptions o;
+                      o.sink = s;
+                      o.max_tokens_to_calc = static_cast<std::int64_t>(d.ids.size());  // μ over every position i > s
+                      o.basic = o.norms = o.values = o.viz = o.geometry = false;
+                      o.mu = true;
+                      Observer obs(*model, o, static_cast<std::int64_t>(d.ids.size()));
+                      Hooks h;
+                      obs.install(h);
+                      model->forward(d.ids, h);
+                      obs.finish();
+                      m = obs.mu();
+                      toks += static_cast<std::int64_t>(d.ids.size());
+                      return DocArrays{};
+                    },
+                    [&] { prog.update(++done * group.size(), toks * group.size()); });
+        group.barrier();
+        MuAccumulator all;
+        for (std::size_t b = 0; b < cb.size(); ++b) {
+          auto st = cstore.read_bucket(static_cast<std::int64_t>(b));
+          if (!st || st->done != cb[b].count) throw std::runtime_error("calibration bucket missing after barrier");
+          MuAccumulator m(p.spec.n_layers, p.spec.n_heads, p.spec.d_model);
+          m.from_flat(st->mu);
+          all.merge(m);
+        }
+        mu = all.result();
+      }
+    }
+    SinkBias bias;
+    if (rc.intervention) {
+      bias.sink = s;
+      bias.head_granularity = rc.intervention->granularity == "head";
+      bias.patched.assign(p.spec.n_layers, rc.intervention->layers.empty());
+      for (int l : rc.intervention->layers) bias.patched[l] = true;
+      bias.mu = mu.at("mu").to(at::kFloat);
+      bias.mu_head = mu.at("mu_head").to(at::kFloat);
+      bias.alpha_bar = mu.at("alpha_bar").to(at::kFloat);
+      bias.seed = rc.intervention->seed;
+    }
+
+    // ---- observation (and SSP) over the evaluation documents
+    PartialStore store(cfg.out, rc.name);
+    auto buckets = make_buckets(p.docs, flags.bucket_size);
+    auto mine = assign_buckets(buckets, group.rank(), group.size());
+    Progress prog(rc.name, static_cast<std::int64_t>(p.docs.size()), show);
+    std::int64_t toks = 0;
+    run_buckets(store, p.docs, buckets, mine, true,
+                [&](const PreparedDoc& d, GeometryAccumulator& g, MuAccumulator&) {
+                  const auto T = static_cast<std::int64_t>(d.ids.size());
+                  ObserveOptions o;
+                  o.sink = s;
+                  o.max_tokens_to_calc = rc.max_tokens_to_calc;
+                  o.max_tokens_to_show = rc.max_tokens_to_show;
+                  o.layers_to_show = rc.layers_to_show;
+                  o.basic = rc.step_basic;
+                  o.norms = rc.step_norms;
+                  o.values = rc.step_values;
+                  o.viz = rc.step_viz;
+                  o.geometry = rc.step_values;
+                  o.sketch = rc.geometry_sketch;
+                  Observer obs(*model, o, T);
+                  Hooks h;
+                  obs.install(h);
+                  model->forward(d.ids, h);
+                  DocArrays a = obs.finish();
+                  if (o.geometry) g = std::move(obs.geometry());
+                  if (rc.intervention) {
+                    auto res = ssp_measure(*model, d.ids, bias, modes);
+                    for (const auto& [name, x] : res) {
+                      const std::string k = "ssp/" + name + "/";
+                      a[k + "nll_sum"] = at::tensor({x.nll_sum}, at::TensorOptions().dtype(at::kDouble));
+                      a[k + "n_scored"] = at::tensor({double(x.n)}, at::TensorOptions().dtype(at::kDouble));
+                      a[k + "kl"] = at::tensor({float(x.kl_mean)}, at::TensorOptions().dtype(at::kFloat));
+                      a[k + "resid_rel_l2"] = at::tensor(x.resid_rel_l2, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+                      a[k + "resid_cos"] = at::tensor(x.resid_cos, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+                    }
+                  }
+                  toks += T;
+                  return a;
+                },
+                [&] {
+                  if (show) {
+                    std::int64_t n = 0;
+                    for (int q : my_runs) n += PartialStore(cfg.out, runs[q].rc.name).count_docs();
+                    (void)n;
+                    prog.update(store.count_docs(), toks * group.size());
+                  }
+                });
+    group.barrier();
+  }
+  world.barrier();
+
+  // ---- every rank assembles every run's outcome from the partial results (identical everywhere)
+  for (int r = 0; r < R; ++r) {
+    auto& p = runs[r];
+    auto& o = outcomes[r];
+    o.rc = p.rc;
+    o.spec = p.spec;
+    o.model_path = p.model_path;
+    o.dtype = p.rc.dtype;
+    o.device = p.rc.device_map;
+    o.policy = p.policy;
+    o.docs = p.docs;
+    o.hashes = p.hashes;
+    o.calibration_ids = p.calib_ids;
+    if (p.rc.intervention) o.modes = p.rc.intervention->modes;
+    PartialStore store(cfg.out, p.rc.name);
+    auto buckets = make_buckets(p.docs, flags.bucket_size);
+    for (std::size_t b = 0; b < buckets.size(); ++b) {
+      auto st = store.read_bucket(static_cast<std::int64_t>(b));
+      if (!st || st->done != buckets[b].count)
+        throw std::runtime_error(p.rc.name + ": bucket " + std::to_string(b) + " is not complete after the barrier");
+      if (!st->geometry.empty()) {
+        GeometryAccumulator g(p.spec.n_layers, p.spec.d_model, p.rc.geometry_sketch);
+        g.from_flat(st->geometry);
+        o.geometry.merge(g);
+      }
+    }
+    if (p.rc.intervention) {
+      if (!p.rc.intervention->mu_from.empty()) {
+        o.mu = load_mu(p.rc.intervention->mu_from, p);
+      } else {
+        PartialStore cstore(cfg.out, p.rc.name, "calibration");
+        auto cb = make_buckets(p.calib, flags.bucket_size);
+        MuAccumulator all;
+        for (std::size_t b = 0; b < cb.size(); ++b) {
+          MuAccumulator m(p.spec.n_layers, p.spec.n_heads, p.spec.d_model);
+          m.from_flat(cstore.read_bucket(static_cast<std::int64_t>(b)).value().mu);
+          all.merge(m);
+        }
+        o.mu = all.result();
+      }
+    }
+  }
+  RunTimes t = times;
+  t.end = now_iso();
+  write_results(cfg.out, cfg, outcomes, t, world);
+  if (world.rank() == 0) std::printf("%s\n", (fs::path(cfg.out) / "results.h5").string().c_str());
+  return 0;
+}
+
+}  // namespace sink

@@ -1,0 +1,278 @@
+// OUT/results.h5, written by every rank together (MPI-IO when there are
+// several): per-document rows at their global index, one block of documents
+// per rank; summaries and attributes once. The schema is in docs/results.md.
+#include "sink/run/results.hpp"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "sink/dist/comm.hpp"
+#include "sink/run/partial.hpp"
+#include "sink/store/h5.hpp"
+
+#ifndef SINK_VERSION
+#define SINK_VERSION "0.1.0"
+#endif
+#ifndef SINK_GIT_COMMIT
+#define SINK_GIT_COMMIT "unknown"
+#endif
+
+namespace sink {
+namespace fs = std::filesystem;
+
+namespace {
+
+h5::Type h5_type(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return h5::Type::F32;
+    case at::kDouble: return h5::Type::F64;
+    case at::kLong: return h5::Type::I64;
+    case at::kInt: return h5::Type::I32;
+    default: throw std::logic_error("results: unsupported dtype");
+  }
+}
+
+// Concatenates every rank's rows in rank order (= document order, since blocks are contiguous).
+std::vector<double> allgather_rows(const dist::Comm& c, const std::vector<double>& mine) {
+  std::vector<std::uint8_t> bytes(mine.size() * 8);
+  std::memcpy(bytes.data(), mine.data(), bytes.size());
+  std::vector<double> all;
+  for (const auto& b : c.allgather(bytes)) {
+    const auto* d = reinterpret_cast<const double*>(b.data());
+    all.insert(all.end(), d, d + b.size() / 8);
+  }
+  return all;
+}
+
+void write_tensor(const h5::Group& g, const std::string& name, const at::Tensor& t) {
+  auto c = t.to(at::kCPU).contiguous();
+  auto ds = g.create(name, h5_type(c.scalar_type()), c.sizes().vec());
+  ds.write_all(c.data_ptr());
+}
+
+// Percentile bootstrap over documents of the perplexity ratio exp(ΣΔNLL / Σn); seeded, so every rank agrees.
+std::pair<double, double> bootstrap_ratio(const std::vector<double>& nll_mode, const std::vector<double>& nll_orig,
+                                          const std::vector<double>& n, int reps = 2000) {
+  const std::size_t N = n.size();
+  if (N == 0) return {NAN, NAN};
+  std::mt19937_64 rng(20251127);  // fixed: a result must not depend on when it was computed
+  std::vector<double> r(reps);
+  for (int b = 0; b < reps; ++b) {
+    double dm = 0, dn = 0;
+    for (std::size_t i = 0; i < N; ++i) {
+      const std::size_t j = static_cast<std::size_t>(rng() % N);
+      dm += nll_mode[j] - nll_orig[j];
+      dn += n[j];
+    }
+    r[b] = dn > 0 ? std::exp(dm / dn) : NAN;
+  }
+  std::sort(r.begin(), r.end());
+  return {r[static_cast<std::size_t>(0.025 * (reps - 1))], r[static_cast<std::size_t>(0.975 * (reps - 1))]};
+}
+
+void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& o, dist::Comm& world) {
+  const auto& s = o.spec;
+  const std::int64_t N = static_cast<std::int64_t>(o.docs.size()), L = s.n_layers, H = s.n_heads;
+  const std::int64_t lo = N * world.rank() / world.size(), hi = N * (world.rank() + 1) / world.size();
+  auto g = f.group(o.rc.name);
+
+  // ---- attributes: what was run, on what, with which policy
+  g.attr("model", o.rc.model);
+  g.attr("model_path", o.model_path);
+  g.attr("architecture", s.architecture);
+  g.attr("family", std::string(family_name(s.family)));
+  g.attr("n_layers", std::int64_t(L));
+  g.attr("n_heads", std::int64_t(H));
+  g.attr("n_kv_heads", std::int64_t(s.n_kv_heads));
+  g.attr("d_model", std::int64_t(s.d_model));
+  g.attr("head_dim", std::int64_t(s.head_dim));
+  g.attr("vocab_size", std::int64_t(s.vocab));
+  g.attr("dtype", o.dtype);
+  g.attr("device_map", o.device);
+  g.attr("sink_policy", o.policy.name);
+  g.attr("sink_position", o.policy.position);
+  g.attr("sink_token_prepended", o.policy.prepended);
+  g.attr("epsilon", o.rc.epsilon);
+  g.attr("max_tokens_to_calc", o.rc.max_tokens_to_calc);
+  g.attr("max_tokens_to_show", o.rc.max_tokens_to_show);
+  g.attr("max_total_tokens", o.rc.max_total_tokens);
+  std::vector<std::int64_t> show(o.rc.layers_to_show.begin(), o.rc.layers_to_show.end());
+  if (!show.empty()) g.attr("layers_to_show", show);
+  g.attr("eval_jsonl", o.rc.eval_jsonl);
+  g.attr("n_docs", N);
+  for (const auto& [k, v] : o.hashes) g.attr(k, v);
+
+  // ---- docs/
+  std::vector<std::string> ids;
+  std::vector<std::int32_t> ntok(N);
+  std::vector<std::uint8_t> trunc(N);
+  std::size_t width = 1;
+  for (std::int64_t i = 0; i < N; ++i) {
+    ids.push_back(o.docs[i].id);
+    width = std::max(width, ids.back().size());
+    ntok[i] = static_cast<std::int32_t>(o.docs[i].ids.size());
+    trunc[i] = o.docs[i].truncated;
+  }
+  auto dids = g.create_strings("docs/id", N, width);
+  dids.write_strings(lo, std::vector<std::string>(ids.begin() + lo, ids.begin() + hi));
+  g.create("docs/n_tokens", h5::Type::I32, {N}).write_rows(lo, hi - lo, ntok.data() + lo);
+  g.create("docs/truncated", h5::Type::U8, {N}).write_rows(lo, hi - lo, trunc.data() + lo);
+
+  // ---- per-document arrays from OUT/.partial, this rank's block of documents
+  PartialStore store(out_dir, o.rc.name);
+  std::vector<DocArrays> mine;
+  for (std::int64_t i = lo; i < hi; ++i) mine.push_back(store.read_doc(i));
+  const DocArrays first = store.read_doc(0);  // every rank knows the keys and shapes
+  const std::string kMap = "basic/attention_map";
+  std::vector<double> local_sums;  // for the means over documents, reduced in rank order
+  for (const auto& [key, t0] : first) {
+    if (key == kMap || key.rfind("ssp/", 0) == 0) continue;
+    std::vector<std::int64_t> dims{N};
+    for (auto d : t0.sizes()) dims.push_back(d);
+    auto ds = g.create(key, h5_type(t0.scalar_type()), dims);
+    at::Tensor rows = mine.empty() ? at::empty({0}, t0.options()) : [&] {
+      std::vector<at::Tensor> v;
+      for (auto& a : mine) v.push_back(a.at(key).unsqueeze(0));
+      return at::cat(v).contiguous();
+    }();
+    ds.write_rows(lo, hi - lo, rows.data_ptr());
+  }
+  // Means over documents of the sink scores and the attention maps (NaN-aware).
+  auto mean_over_docs = [&](const std::string& key) {
+    auto shape = first.at(key).sizes().vec();
+    auto sum = at::zeros(shape, at::TensorOptions().dtype(at::kDouble));
+    auto cnt = at::zeros(shape, at::TensorOptions().dtype(at::kDouble));
+    for (auto& a : mine) {
+      auto x = a.at(key).to(at::kDouble);
+      auto ok = at::logical_not(at::isnan(x));
+      sum += at::where(ok, x, at::zeros_like(x));
+      cnt += ok.to(at::kDouble);
+    }
+    std::vector<double> v(sum.data_ptr<double>(), sum.data_ptr<double>() + sum.numel());
+    v.insert(v.end(), cnt.data_ptr<double>(), cnt.data_ptr<double>() + cnt.numel());
+    world.sum_ordered(v);
+    auto tot = at::from_blob(v.data(), {2, sum.numel()}, at::TensorOptions().dtype(at::kDouble)).clone();
+    return (tot[0] / tot[1]).view(shape).to(at::kFloat);  // 0/0 = NaN where no document had a value
+  };
+  if (first.count(kMap)) write_tensor(g, kMap, mean_over_docs(kMap));
+  auto sink_mean = mean_over_docs("basic/sink_score");
+  auto t64_mean = mean_over_docs("basic/sink_score_t64");
+  write_tensor(g, "summary/sink_score_mean", sink_mean);
+  write_tensor(g, "summary/sink_score_t64_mean", t64_mean);
+  const double eps = o.rc.epsilon;
+  auto sg = g.group("summary");
+  sg.attr("sink_rate", (sink_mean > eps).to(at::kDouble).mean().item<double>());
+  sg.attr("sink_rate_t64", (t64_mean > eps).to(at::kDouble).mean().item<double>());
+  sg.attr("epsilon", eps);
+
+  // ---- geometry of the sink vectors and of the control (merged over buckets in order)
+  if (!o.geometry.empty()) {
+    auto gg = g.group("summary/geometry");
+    for (const auto& [k, t] : o.geometry.summary()) write_tensor(g, "summary/geometry/" + k, t);
+    gg.attr("columns", std::string("0 = sink vectors C[l,i], 1 = control R[l,i] = attention output - C[l,i]"));
+    gg.attr("pca", o.geometry.exact() ? std::string("exact covariance")
+                                      : "Nystrom sketch, width " + std::to_string(o.geometry.sketch_width()));
+  }
+
+  // ---- SSP: μ, and per mode the measures on identical token sets
+  if (!o.modes.empty()) {
+    auto sp = g.group("ssp");
+    for (const char* k : {"mu", "mu_head", "alpha_bar"}) write_tensor(g, std::string("ssp/") + k, o.mu.at(k).to(at::kDouble));
+    if (!o.calibration_ids.empty()) sp.write_strings("calibration_ids", o.calibration_ids);
+    sp.attr("granularity", o.rc.intervention->granularity);
+    std::string layers;
+    for (int l : o.rc.intervention->layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
+    sp.attr("layers", layers.empty() ? std::string("all") : layers);
+    sp.attr("random_seed", static_cast<std::int64_t>(o.rc.intervention->seed));
+    std::vector<std::string> all_modes{"original"};
+    all_modes.insert(all_modes.end(), o.modes.begin(), o.modes.end());
+    std::map<std::string, std::vector<double>> nll_all;
+    std::vector<double> n_all;
+    for (const auto& m : all_modes) {
+      const std::string k = "ssp/" + m + "/";
+      std::vector<double> nll_sum, n, kl;
+      for (auto& a : mine) {
+        nll_sum.push_back(a.at(k + "nll_sum").item<double>());
+        n.push_back(a.at(k + "n_scored").item<double>());
+        kl.push_back(a.at(k + "kl").item<double>());
+      }
+      auto all_sum = allgather_rows(world, nll_sum);
+      auto all_n = allgather_rows(world, n);
+      auto all_kl = allgather_rows(world, kl);
+      nll_all[m] = all_sum;
+      n_all = all_n;
+      std::vector<double> mean(N);
+      for (std::int64_t i = 0; i < N; ++i) mean[i] = all_n[i] > 0 ? all_sum[i] / all_n[i] : NAN;
+      g.create(k + "nll", h5::Type::F64, {N}).write_rows(lo, hi - lo, mean.data() + lo);
+      g.create(k + "nll_sum", h5::Type::F64, {N}).write_rows(lo, hi - lo, all_sum.data() + lo);
+      std::vector<std::int64_t> ni(all_n.begin(), all_n.end());
+      g.create(k + "n_scored", h5::Type::I64, {N}).write_rows(lo, hi - lo, ni.data() + lo);
+      std::vector<float> klf(all_kl.begin(), all_kl.end());
+      g.create(k + "kl", h5::Type::F32, {N}).write_rows(lo, hi - lo, klf.data() + lo);
+      for (const char* r : {"resid_rel_l2", "resid_cos"}) {
+        std::vector<at::Tensor> v;
+        for (auto& a : mine) v.push_back(a.at(k + r).unsqueeze(0));
+        auto rows = v.empty() ? at::empty({0}, at::TensorOptions().dtype(at::kFloat)) : at::cat(v).contiguous();
+        g.create(k + r + "_doc", h5::Type::F32, {N, L + 1}).write_rows(lo, hi - lo, rows.data_ptr());
+        write_tensor(g, k + r, mean_over_docs(k + r));
+      }
+      double tot = 0, cnt = 0, kls = 0;
+      for (std::int64_t i = 0; i < N; ++i) tot += all_sum[i], cnt += all_n[i], kls += all_kl[i];
+      auto mg = g.group("ssp/" + m);
+      mg.attr("ppl", std::exp(tot / cnt));
+      mg.attr("nll_mean", tot / cnt);
+      mg.attr("n_tokens_scored", static_cast<std::int64_t>(cnt));
+      mg.attr("kl_mean", kls / double(N));
+    }
+    for (const auto& m : o.modes) {
+      double dm = 0, dn = 0;
+      for (std::int64_t i = 0; i < N; ++i) dm += nll_all[m][i] - nll_all["original"][i], dn += n_all[i];
+      auto [lo_ci, hi_ci] = bootstrap_ratio(nll_all[m], nll_all["original"], n_all);
+      auto mg = g.group("ssp/" + m);
+      mg.attr("ppl_ratio", std::exp(dm / dn));
+      mg.attr("ppl_ratio_ci95_low", lo_ci);
+      mg.attr("ppl_ratio_ci95_high", hi_ci);
+      mg.attr("bootstrap", std::string("2000 resamples of documents, percentile interval, seed 20251127"));
+    }
+  }
+  g.attr("complete", std::int64_t(1));
+}
+
+}  // namespace
+
+void write_results(const std::string& out_dir, const Config& cfg, const std::vector<RunOutcome>& runs,
+                   const RunTimes& times, dist::Comm& world) {
+  const std::string final_path = (fs::path(out_dir) / "results.h5").string();
+  const std::string tmp = final_path + ".writing";
+  {
+    auto f = h5::File::create(tmp, &world);
+    f.attr("tool", std::string("sink"));
+    f.attr("version", std::string(SINK_VERSION));
+    f.attr("git_commit", std::string(SINK_GIT_COMMIT));
+    f.attr("config_path", cfg.path);
+    f.attr("config", cfg.text);
+    f.attr("start_time", times.start);
+    f.attr("end_time", times.end);
+    f.attr("n_ranks", static_cast<std::int64_t>(world.size()));
+    std::vector<std::string> names;
+    for (const auto& r : runs) {
+      write_run(f, out_dir, r, world);
+      names.push_back(r.rc.name);
+    }
+    std::string joined;
+    for (const auto& n : names) joined += (joined.empty() ? "" : ",") + n;
+    f.attr("runs", joined);
+    f.attr("complete", std::int64_t(1));
+  }
+  world.barrier();
+  // The final name appears only once the file is whole: a crash never leaves a torn results.h5.
+  if (world.rank() == 0) fs::rename(tmp, final_path);
+  world.barrier();
+}
+
+}  // namespace sink

@@ -1,0 +1,196 @@
+// Static Sink Patching through hooks. In a patched layer, for queries i > s:
+//   ssp_bias: the sink's probability is zeroed (the others keep the original
+//             softmax, the sink still in its denominator) and μ is added to
+//             the attention block's output;
+//   ssp_drop: the softmax runs over j ≠ s, rows are scaled by 1 − ᾱ, μ is added;
+//   zero:     the sink's contribution removed, nothing added;
+//   random:   a bias of μ's norm in a random direction;
+//   exact:    each position's own contribution added back (identity check).
+#include "sink/ssp/ssp.hpp"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <memory>
+
+#include "sink/model/model.hpp"
+#include "sink/util/error.hpp"
+
+namespace sink {
+
+SspMode parse_ssp_mode(const std::string& s) {
+  if (s == "ssp_bias") return SspMode::SspBias;
+  if (s == "ssp_drop") return SspMode::SspDrop;
+  if (s == "zero") return SspMode::Zero;
+  if (s == "random") return SspMode::Random;
+  if (s == "exact") return SspMode::Exact;
+  throw InputError("intervention.modes", "unknown mode '" + s + "' (ssp_bias, ssp_drop, zero, random)");
+}
+
+const char* ssp_mode_name(SspMode m) {
+  switch (m) {
+    case SspMode::SspBias: return "ssp_bias";
+    case SspMode::SspDrop: return "ssp_drop";
+    case SspMode::Zero: return "zero";
+    case SspMode::Random: return "random";
+    case SspMode::Exact: return "exact";
+  }
+  return "?";
+}
+
+at::Tensor ssp_added_bias(const SinkBias& b, SspMode mode) {
+  auto mu = b.mu.to(at::kCPU, at::kFloat);
+  const auto L = mu.size(0), d = mu.size(1);
+  switch (mode) {
+    case SspMode::SspBias:
+    case SspMode::SspDrop:
+      return b.head_granularity ? b.mu_head.to(at::kCPU, at::kFloat).sum(1) : mu;
+    case SspMode::Zero:
+    case SspMode::Exact:
+      return at::zeros_like(mu);
+    case SspMode::Random: {
+      auto out = at::zeros_like(mu);
+      for (std::int64_t l = 0; l < L; ++l) {
+        auto gen = at::make_generator<at::CPUGeneratorImpl>(b.seed * 1000003ull + static_cast<std::uint64_t>(l));
+        if (b.head_granularity) {
+          auto mh = b.mu_head[l].to(at::kCPU, at::kFloat);  // [H, d]
+          auto g = at::randn(mh.sizes(), gen, at::TensorOptions().dtype(at::kFloat));
+          out[l] = (g / g.norm(2, -1, true) * mh.norm(2, -1, true)).sum(0);
+        } else {
+          auto g = at::randn({d}, gen, at::TensorOptions().dtype(at::kFloat));
+          out[l] = g / g.norm() * mu[l].norm();
+        }
+      }
+      return out;
+    }
+  }
+  return mu;
+}
+
+void install_ssp(const Model& m, const SinkBias& b, SspMode mode, Hooks& hooks) {
+  const auto& spec = m.spec();
+  const std::int64_t s = b.sink, H = spec.n_heads, R = spec.n_rep(), dh = spec.head_dim, d = spec.d_model;
+  auto bias = ssp_added_bias(b, mode);
+  const auto dev = m.weights().tok_embd.device();
+  struct State {
+    at::Tensor a_sink, w_sink;  // exact mode: [H, T] and [H, d]
+  };
+  auto state = std::make_shared<std::vector<State>>(spec.n_layers);
+  const Model* mp = &m;  // the hooks refer to the model, never copy it
+  for (int l = 0; l < spec.n_layers; ++l) {
+    if (!b.patched.at(l)) continue;
+    if (mode == SspMode::SspDrop) {
+      hooks.set_attn_edit(l, AttnEdit{s, (1.0 - b.alpha_bar[l].to(at::kFloat)).to(dev)});
+    } else {
+      if (mode == SspMode::Exact) {
+        hooks.add(Hook::V, [=](at::Tensor& v, const HookCtx& c) {
+          auto vs = v[s].to(at::kFloat).repeat_interleave(R, 0);
+          auto wo = mp->weights().layers[c.layer].wo.to(at::kFloat).view({d, H, dh});
+          (*state)[c.layer].w_sink = at::einsum("dhk,hk->hd", {wo, vs});
+          (*state)[c.layer].a_sink = at::zeros({H, v.size(0)}, at::TensorOptions().dtype(at::kFloat).device(dev));
+        }, l);
+      }
+      hooks.add(Hook::Pattern, [=](at::Tensor& p, const HookCtx& c) {
+        if (c.q_end <= s + 1) return;
+        // rows i > s of this chunk lose the sink's probability
+        const std::int64_t first = std::max(c.q_begin, s + 1);
+        auto rows = p.narrow(1, first - c.q_begin, c.q_end - first);
+        if (mode == SspMode::Exact)
+          (*state)[c.layer].a_sink.narrow(1, first, c.q_end - first).copy_(rows.select(2, s));
+        rows.select(2, s).zero_();
+      }, l);
+    }
+    hooks.add(Hook::AttnOut, [=](at::Tensor& o, const HookCtx& c) {
+      const std::int64_t T = o.size(0);
+      if (T <= s + 1) return;
+      auto tail = o.narrow(0, s + 1, T - s - 1);
+      if (mode == SspMode::Exact) {
+        auto& st = (*state)[c.layer];
+        tail.add_(at::matmul(st.a_sink.narrow(1, s + 1, T - s - 1).t(), st.w_sink).to(o.scalar_type()));
+      } else {
+        tail.add_(bias[c.layer].to(o.device(), o.scalar_type()));
+      }
+    }, l);
+  }
+}
+
+namespace {
+
+// Hidden states in HF's L+1 convention, captured by hooks.
+void capture_hidden(Hooks& h, std::vector<at::Tensor>& out, int L) {
+  out.assign(L + 1, {});
+  h.add(Hook::ResidPre, [&out](at::Tensor& x, const HookCtx& c) {
+    if (c.layer == 0) out[0] = x.clone();
+  });
+  h.add(Hook::ResidPost, [&out, L](at::Tensor& x, const HookCtx& c) {
+    if (c.layer + 1 < L) out[c.layer + 1] = x.clone();
+  });
+  h.add(Hook::FinalNorm, [&out, L](at::Tensor& x, const HookCtx&) { out[L] = x.clone(); });
+}
+
+}  // namespace
+
+std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids,
+                                                const SinkBias& b, const std::vector<SspMode>& modes) {
+  c10::InferenceMode guard;
+  const int L = m.spec().n_layers;
+  const std::int64_t T = static_cast<std::int64_t>(ids.size()), s = b.sink;
+  std::map<std::string, SspDocResult> out;
+  // Positions s+1 … T−2 predict tokens s+2 … T−1 (the prediction made at the sink itself is left out).
+  const std::int64_t p0 = s + 1, n = std::max<std::int64_t>(0, T - 2 - s);
+  const auto dev = m.weights().tok_embd.device();
+  auto targets = at::tensor(std::vector<std::int64_t>(ids.begin() + std::min<std::int64_t>(T, p0 + 1), ids.end()),
+                            at::TensorOptions().dtype(at::kLong)).to(dev);
+
+  std::vector<at::Tensor> h0;
+  Hooks ho;
+  capture_hidden(ho, h0, L);
+  auto logits0 = m.forward(ids, ho);
+  auto nll = [&](const at::Tensor& logits) {
+    if (n == 0) return 0.0;
+    auto lp = at::log_softmax(logits.narrow(0, p0, n).to(at::kFloat), -1);
+    return -lp.gather(1, targets.unsqueeze(1)).to(at::kDouble).sum().item<double>();
+  };
+  SspDocResult orig;
+  orig.nll_sum = nll(logits0);
+  orig.n = n;
+  orig.resid_rel_l2.assign(L + 1, 0.0);
+  orig.resid_cos.assign(L + 1, 1.0);
+  out["original"] = orig;
+
+  for (SspMode mode : modes) {
+    Hooks hm;
+    std::vector<at::Tensor> h1;
+    capture_hidden(hm, h1, L);
+    install_ssp(m, b, mode, hm);
+    auto logits = m.forward(ids, hm);
+    SspDocResult r;
+    r.nll_sum = nll(logits);
+    r.n = n;
+    if (n > 0) {
+      double kl = 0;
+      for (std::int64_t i0 = 0; i0 < n; i0 += 256) {  // chunks keep two [chunk, vocab] float32 arrays
+        const auto k = std::min<std::int64_t>(256, n - i0);
+        auto lp0 = at::log_softmax(logits0.narrow(0, p0 + i0, k).to(at::kFloat), -1);
+        auto lp1 = at::log_softmax(logits.narrow(0, p0 + i0, k).to(at::kFloat), -1);
+        kl += (lp0.exp() * (lp0 - lp1)).sum().to(at::kDouble).item<double>();
+      }
+      r.kl_mean = kl / double(n);
+    }
+    for (int l = 0; l <= L; ++l) {
+      if (T <= s + 1) {
+        r.resid_rel_l2.push_back(std::numeric_limits<double>::quiet_NaN());
+        r.resid_cos.push_back(std::numeric_limits<double>::quiet_NaN());
+        continue;
+      }
+      auto a = h0[l].narrow(0, s + 1, T - s - 1).to(at::kFloat), c = h1[l].narrow(0, s + 1, T - s - 1).to(at::kFloat);
+      auto an = a.norm(2, -1).clamp_min(1e-30);
+      r.resid_rel_l2.push_back(((c - a).norm(2, -1) / an).mean().item<double>());
+      r.resid_cos.push_back(((a * c).sum(-1) / (an * c.norm(2, -1).clamp_min(1e-30))).mean().item<double>());
+    }
+    out[ssp_mode_name(mode)] = r;
+  }
+  return out;
+}
+
+}  // namespace sink

@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Independent reference for the §3 observation metrics, computed with HF
+transformers the way the seed study did: eager attention with
+output_attentions and output_hidden_states, plus forward hooks for the
+per-head outputs (o_proj's input) and the value/key states. Everything is
+recomputed from HF's full attention tensors in float64, straight from the
+definitions in docs/metrics.md — no code is shared with sink.
+
+    python tools/reference/observe_hf.py --model DIR_OR_GGUF --eval eval.jsonl --out ref.h5 \
+        [--policy bos|prepend|first] [--max-tokens-to-calc P] [--max-tokens-to-show S] \
+        [--layers-to-show 0,1] [--max-docs N] [--max-total-tokens T]
+
+Writes per-document arrays under the same names as results.h5 (without the
+run group) and summary/geometry/* computed with an exact covariance."""
+import argparse
+import json
+import math
+import os
+
+import h5py
+import numpy as np
+import torch
+import transformers as tf
+
+
+def load(model_path):
+    if model_path.endswith(".gguf"):
+        d, f = os.path.split(model_path)
+        cfg = tf.AutoConfig.from_pretrained(d, gguf_file=f)
+        if cfg.pad_token_id is not None and cfg.pad_token_id >= cfg.vocab_size:
+            cfg.pad_token_id = None
+        m = tf.AutoModelForCausalLM.from_pretrained(d, gguf_file=f, config=cfg, dtype=torch.float32,
+                                                    attn_implementation="eager")
+        tok = tf.AutoTokenizer.from_pretrained(d, gguf_file=f)
+    else:
+        m = tf.AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32, attn_implementation="eager")
+        tok = tf.AutoTokenizer.from_pretrained(model_path) if (
+            os.path.exists(os.path.join(model_path, "tokenizer.json"))) else None
+    return m.eval(), tok
+
+
+def layers_of(m):
+    base = m.model if hasattr(m, "model") else m.gpt_neox
+    return base.layers
+
+
+def attn_parts(layer):
+    a = layer.self_attn if hasattr(layer, "self_attn") else layer.attention
+    o = a.o_proj if hasattr(a, "o_proj") else a.dense
+    return a, o
+
+
+def tokenize(tok, m, text, policy):
+    if policy == "bos":
+        return tok(text).input_ids
+    ids = tok(text, add_special_tokens=False).input_ids
+    if policy == "prepend":
+        first = tok.bos_token_id if tok.bos_token_id is not None else m.config.bos_token_id
+        if first is None:
+            first = tok.eos_token_id
+        ids = [first] + ids
+    return ids
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--eval", required=True)
+    ap.add_argument("--ids-from", help="results.h5 group whose docs/ ids to use instead of tokenizing (tiny models)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--policy", default="bos")
+    ap.add_argument("--max-tokens-to-calc", type=int, default=512)
+    ap.add_argument("--max-tokens-to-show", type=int, default=32)
+    ap.add_argument("--layers-to-show", default="")
+    ap.add_argument("--max-docs", type=int, default=0)
+    ap.add_argument("--max-total-tokens", type=int, default=4096)
+    ap.add_argument("--token-ids", help="JSON file with a list of token-id lists (overrides tokenizing)")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    m, tok = load(a.model)
+    cfg = m.config
+    L = cfg.num_hidden_layers
+    H = cfg.num_attention_heads
+    P, S = a.max_tokens_to_calc, a.max_tokens_to_show
+    show = [int(x) for x in a.layers_to_show.split(",") if x != ""]
+    s = 0
+    if a.token_ids:
+        docs = json.load(open(a.token_ids))
+    else:
+        docs = []
+        for line in open(a.eval):
+            if line.strip():
+                docs.append(tokenize(tok, m, json.loads(line)["text"], a.policy)[: a.max_total_tokens])
+        if a.max_docs:
+            docs = docs[: a.max_docs]
+
+    captured = {}
+
+    def keep(name):
+        def hook(mod, inp, out):
+            captured[name] = (inp[0] if isinstance(inp, tuple) and name.endswith("z") else out).detach()
+        return hook
+
+    handles = []
+    for l, layer in enumerate(layers_of(m)):
+        att, o = attn_parts(layer)
+        handles.append(o.register_forward_hook(lambda mod, inp, out, l=l: captured.__setitem__(f"z{l}", inp[0].detach())))
+        handles.append(o.register_forward_hook(lambda mod, inp, out, l=l: captured.__setitem__(f"o{l}", out.detach())))
+        mlp = layer.mlp
+        if hasattr(layer, "post_feedforward_layernorm"):  # Gemma 2: the MLP output as added to the residual
+            mlp = layer.post_feedforward_layernorm
+        handles.append(mlp.register_forward_hook(
+            lambda mod, inp, out, l=l: captured.__setitem__(f"m{l}", (out[0] if isinstance(out, tuple) else out).detach())))
+
+    out = {}
+    geo = {w: {l: [] for l in range(L)} for w in (0, 1)}
+    maps = {l: [] for l in show}
+
+    def put(k, v):
+        out.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
+
+    for ids in docs:
+        T = len(ids)
+        Tc = min(T, P)
+        with torch.no_grad():
+            r = m(torch.tensor([ids]), output_attentions=True, output_hidden_states=True)
+        ss, t64, ent, entn, toks = [], [], [], [], []
+        vals = {k: [] for k in ("sink_out_norm", "update_norm", "sink_share", "update_minus_sink_norm",
+                                "v_sink_norm", "v_other_norm", "k_sink_norm", "k_other_norm")}
+        attn_n, mlp_n = [], []
+        for l in range(L):
+            A = r.attentions[l][0].double()  # [H, T, T]
+            ss.append(A[:, s + 1:Tc, s].mean(1).numpy() if Tc > s + 1 else np.full(H, np.nan))
+            t64.append(A[:, s:min(64, T), s].mean(1).numpy())
+            rows = A[:, 1:Tc, :]
+            e = -(torch.special.xlogy(rows, rows)).sum(-1)  # [H, Tc-1]
+            ent.append(e.mean(1).numpy())
+            entn.append((e / torch.log(torch.arange(2, Tc + 1, dtype=torch.float64))).mean(1).numpy())
+            ts = np.full((H, S), np.nan)
+            for j in range(min(S, Tc)):
+                ts[:, j] = A[:, j:Tc, j].mean(1).numpy()
+            toks.append(ts)
+            if l in show:
+                mp = np.full((H, S, S), np.nan)
+                k = min(S, T)
+                mp[:, :k, :k] = A[:, :k, :k].numpy()
+                maps[l].append(mp)
+            # values: W_O per head, v_s, z
+            att, o = attn_parts(layers_of(m)[l])
+            Wo = o.weight.double()  # [d, H*dh]
+            dh = Wo.shape[1] // H
+            z = captured[f"z{l}"][0].double().view(T, H, dh)
+            # v and k: recompute from the layer input (hidden_states[l] is the layer input)
+            x = r.hidden_states[l][0]
+            ln = layers_of(m)[l].input_layernorm
+            hnorm = ln(x.unsqueeze(0))[0]
+            if hasattr(att, "query_key_value"):  # GPT-NeoX: interleaved per head
+                qkv = att.query_key_value(hnorm).view(T, H, 3 * dh)
+                kk, vv = qkv[..., dh:2 * dh], qkv[..., 2 * dh:]
+                nkv = H
+            elif hasattr(att, "qkv_proj"):  # Phi-3: [Q | K | V]
+                qkv = att.qkv_proj(hnorm)
+                nkv = cfg.num_key_value_heads
+                kk = qkv[:, H * dh:(H + nkv) * dh].view(T, nkv, dh)
+                vv = qkv[:, (H + nkv) * dh:].view(T, nkv, dh)
+            else:
+                nkv = cfg.num_key_value_heads
+                kk = att.k_proj(hnorm).view(T, nkv, dh)
+                vv = att.v_proj(hnorm).view(T, nkv, dh)
+                if hasattr(att, "k_norm"):
+                    kk = att.k_norm(kk)
+            rep = H // nkv
+            kn = kk.double().norm(dim=-1).repeat_interleave(rep, 1)[:Tc]  # RoPE is a rotation: norms unchanged
+            vn = vv.double().norm(dim=-1).repeat_interleave(rep, 1)[:Tc]
+            vals["k_sink_norm"].append(kn[s].numpy())
+            vals["v_sink_norm"].append(vn[s].numpy())
+            vals["k_other_norm"].append(((kn.sum(0) - kn[s]) / (Tc - 1)).numpy())
+            vals["v_other_norm"].append(((vn.sum(0) - vn[s]) / (Tc - 1)).numpy())
+            vs = vv[s].double().repeat_interleave(rep, 0)  # [H, dh]
+            Woh = Wo.view(-1, H, dh)
+            w_sink = torch.einsum("dhk,hk->hd", Woh, vs)  # [H, d]
+            u = torch.einsum("ihk,dhk->ihd", z[s + 1:Tc], Woh)  # [n, H, d]
+            a_s = A[:, s + 1:Tc, s].t()  # [n, H]
+            c = a_s.unsqueeze(-1) * w_sink.unsqueeze(0)
+            un, cn = u.norm(dim=-1), c.norm(dim=-1)
+            vals["sink_out_norm"].append(cn.mean(0).numpy())
+            vals["update_norm"].append(un.mean(0).numpy())
+            vals["sink_share"].append((cn / un).mean(0).numpy())
+            vals["update_minus_sink_norm"].append((u - c).norm(dim=-1).mean(0).numpy())
+            C = a_s @ w_sink  # [n, d]
+            Rv = captured[f"o{l}"][0].double()[s + 1:Tc] - C
+            geo[0][l].append(C.numpy())
+            geo[1][l].append(Rv.numpy())
+            an = np.full(P, np.nan)
+            an[:min(T, P)] = captured[f"o{l}"][0].double().norm(dim=-1)[:P].numpy()
+            attn_n.append(an)
+            mn = np.full(P, np.nan)
+            mn[:min(T, P)] = captured[f"m{l}"][0].double().norm(dim=-1)[:P].numpy()
+            mlp_n.append(mn)
+        put("basic/sink_score", ss)
+        put("basic/sink_score_t64", t64)
+        put("basic/entropy", ent)
+        put("basic/entropy_norm", entn)
+        put("basic/token_sink_score", toks)
+        for k, v in vals.items():
+            put("values/" + k, v)
+        put("norms/attn_out", attn_n)
+        put("norms/mlp_out", mlp_n)
+        hn = np.full((L + 1, P), np.nan)
+        for i, h in enumerate(r.hidden_states):
+            hn[i, :min(T, P)] = h[0].double().norm(dim=-1)[:P].numpy()
+        put("norms/hidden", hn)
+        put("docs/n_tokens", T)
+
+    with h5py.File(a.out, "w") as f:
+        for k, v in out.items():
+            f[k] = np.stack(v)
+        for l in show:
+            f.create_dataset(f"viz/attention_map/{l}", data=np.nanmean(np.stack(maps[l]), 0))
+        for key in ("mean_cos_to_mean", "pc1_share", "var_over_mean_sq", "mean_norm"):
+            f.create_dataset("summary/geometry/" + key, shape=(L, 2), dtype="f8")
+        for l in range(L):
+            for w in (0, 1):
+                V = np.concatenate(geo[w][l])
+                mu = V.mean(0)
+                mun = np.linalg.norm(mu)
+                nrm = np.linalg.norm(V, axis=1)
+                f["summary/geometry/mean_cos_to_mean"][l, w] = ((V / nrm[:, None]) @ mu).mean() / mun
+                cov = np.cov(V.T, bias=True)
+                ev = np.linalg.eigvalsh(cov)
+                f["summary/geometry/pc1_share"][l, w] = ev[-1] / np.trace(cov)
+                f["summary/geometry/var_over_mean_sq"][l, w] = np.trace(cov) / mun ** 2
+                f["summary/geometry/mean_norm"][l, w] = nrm.mean()
+
+
+if __name__ == "__main__":
+    main()
