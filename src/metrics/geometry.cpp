@@ -26,6 +26,7 @@ std::size_t take(const std::vector<double>& in, std::size_t pos, at::Tensor& t) 
 GeometryAccumulator::GeometryAccumulator(int n_layers, std::int64_t d, std::int64_t sketch)
     : n_layers_(n_layers), d_(d), k_(sketch), exact_(d <= kExactPcaMaxDim || sketch <= 0) {
   n_ = at::zeros({n_layers, 2}, f64());
+  n_nonzero_ = at::zeros({n_layers, 2}, f64());
   sum_ = at::zeros({n_layers, 2, d}, f64());
   sum_unit_ = at::zeros({n_layers, 2, d}, f64());
   sum_sq_ = at::zeros({n_layers, 2}, f64());
@@ -47,8 +48,11 @@ void GeometryAccumulator::add(int l, int w, const at::Tensor& v) {
   auto norms = x.norm(2, 1);  // [n]
   n_[l][w] += static_cast<double>(x.size(0));
   sum_[l][w] += x.sum(0);
-  auto safe = norms.clamp_min(1e-300).unsqueeze(1);
-  sum_unit_[l][w] += (x / safe).sum(0);
+  // Unit vectors of non-zero rows only: a zero vector has no direction (e.g. the sink
+  // outside a sliding window writes exactly nothing), so it is left out of the cosine mean.
+  auto nz = norms > 0;
+  n_nonzero_[l][w] += nz.sum().to(at::kDouble);
+  sum_unit_[l][w] += (x / norms.clamp_min(1e-300).unsqueeze(1) * nz.unsqueeze(1)).sum(0);
   sum_sq_[l][w] += norms.pow(2).sum();
   sum_norm_[l][w] += norms.sum();
   if (exact_) second_[l][w] += at::matmul(x.t(), x);
@@ -61,6 +65,7 @@ void GeometryAccumulator::merge(const GeometryAccumulator& o) {
     *this = GeometryAccumulator(o.n_layers_, o.d_, o.exact_ ? 0 : o.k_);
   }
   n_ += o.n_;
+  n_nonzero_ += o.n_nonzero_;
   sum_ += o.sum_;
   sum_unit_ += o.sum_unit_;
   sum_sq_ += o.sum_sq_;
@@ -69,21 +74,21 @@ void GeometryAccumulator::merge(const GeometryAccumulator& o) {
 }
 
 std::size_t GeometryAccumulator::flat_size() const {
-  return static_cast<std::size_t>(n_.numel() + sum_.numel() + sum_unit_.numel() + sum_sq_.numel() +
+  return static_cast<std::size_t>(n_.numel() + n_nonzero_.numel() + sum_.numel() + sum_unit_.numel() + sum_sq_.numel() +
                                   sum_norm_.numel() + second_.numel());
 }
 
 std::vector<double> GeometryAccumulator::to_flat() const {
   std::vector<double> out;
   out.reserve(flat_size());
-  for (const auto* t : {&n_, &sum_, &sum_unit_, &sum_sq_, &sum_norm_, &second_}) append(out, *t);
+  for (const auto* t : {&n_, &n_nonzero_, &sum_, &sum_unit_, &sum_sq_, &sum_norm_, &second_}) append(out, *t);
   return out;
 }
 
 void GeometryAccumulator::from_flat(const std::vector<double>& in) {
   if (in.size() != flat_size()) throw std::runtime_error("geometry: flat image has the wrong size");
   std::size_t pos = 0;
-  for (auto* t : {&n_, &sum_, &sum_unit_, &sum_sq_, &sum_norm_, &second_}) pos = take(in, pos, *t);
+  for (auto* t : {&n_, &n_nonzero_, &sum_, &sum_unit_, &sum_sq_, &sum_norm_, &second_}) pos = take(in, pos, *t);
 }
 
 std::map<std::string, at::Tensor> GeometryAccumulator::summary() const {
@@ -104,7 +109,8 @@ std::map<std::string, at::Tensor> GeometryAccumulator::summary() const {
       const double trace = sum_sq_[l][w].item<double>() / n - mu2;
       if (mu_norm > 0) {
         mean_dir[l][w] = mu / mu_norm;
-        mean_cos[l][w] = sum_unit_[l][w].dot(mu).item<double>() / (n * mu_norm);
+        const double nz = n_nonzero_[l][w].item<double>();
+        if (nz > 0) mean_cos[l][w] = sum_unit_[l][w].dot(mu).item<double>() / (nz * mu_norm);
         var_ratio[l][w] = trace / mu2;
       }
       if (trace <= 0) continue;

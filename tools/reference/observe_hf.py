@@ -119,6 +119,7 @@ def main():
     def put(k, v):
         out.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
 
+    torch.set_grad_enabled(False)
     for ids in docs:
         T = len(ids)
         Tc = min(T, P)
@@ -170,7 +171,12 @@ def main():
                 if hasattr(att, "k_norm"):
                     kk = att.k_norm(kk)
             rep = H // nkv
-            kn = kk.double().norm(dim=-1).repeat_interleave(rep, 1)[:Tc]  # RoPE is a rotation: norms unchanged
+            # Keys as attention uses them: RoPE rotates (norms unchanged) and scales by the
+            # rotary embedding's attention_scaling (YaRN's mscale; 1 otherwise).
+            rot = (m.model.rotary_emb if hasattr(m, "model") else m.gpt_neox.rotary_emb)
+            kscale = float(getattr(rot, "attention_scaling", 1.0))
+            kn = kk.double().norm(dim=-1).repeat_interleave(rep, 1)[:Tc]
+            kn = kn * kscale  # (no supported model combines partial rotary with a scaling != 1)
             vn = vv.double().norm(dim=-1).repeat_interleave(rep, 1)[:Tc]
             vals["k_sink_norm"].append(kn[s].numpy())
             vals["v_sink_norm"].append(vn[s].numpy())
@@ -225,7 +231,8 @@ def main():
                 mu = V.mean(0)
                 mun = np.linalg.norm(mu)
                 nrm = np.linalg.norm(V, axis=1)
-                f["summary/geometry/mean_cos_to_mean"][l, w] = ((V / nrm[:, None]) @ mu).mean() / mun
+                nz = nrm > 0  # zero vectors have no direction (the sink outside a window)
+                f["summary/geometry/mean_cos_to_mean"][l, w] = ((V[nz] / nrm[nz, None]) @ mu).mean() / mun
                 cov = np.cov(V.T, bias=True)
                 ev = np.linalg.eigvalsh(cov)
                 f["summary/geometry/pc1_share"][l, w] = ev[-1] / np.trace(cov)

@@ -1,7 +1,7 @@
 // Geometry of what the sink writes into the residual stream (SPEC §3), as
 // exact, mergeable running sums in float64: per layer, for the sink vector
 // C[l,i] and the control R[l,i] = attention output − C[l,i]:
-//   n, Σv, Σ v/‖v‖, Σ‖v‖², Σ‖v‖, and second moments for the first principal
+//   n, Σv, Σ v/‖v‖ (over non-zero v, and their count), Σ‖v‖², Σ‖v‖, and second moments for the first principal
 //   component: exact Σ v vᵀ when d ≤ kExactPcaMaxDim (256), else a fixed Gaussian
 //   sketch Σ v (vᵀΩ) (Ω: d × k, seeded) and a Nyström estimate of the top
 //   eigenvalue of the covariance (docs/metrics.md states the error bound the
@@ -48,7 +48,7 @@ class GeometryAccumulator {
   int n_layers_ = 0;
   std::int64_t d_ = 0, k_ = 0;
   bool exact_ = true;
-  at::Tensor n_, sum_, sum_unit_, sum_sq_, sum_norm_, second_, omega_;
+  at::Tensor n_, n_nonzero_, sum_, sum_unit_, sum_sq_, sum_norm_, second_, omega_;
 };
 
 // μ statistics over calibration documents: Σ_i C[l,i] [L, d], Σ_i c[l,h,i]
