@@ -262,6 +262,12 @@ void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs
       if (!mu.empty()) st.mu = mu.to_flat();
       store.write_bucket(b, st);
       tick();
+      // Fault injection for the tests (a rank killed mid-run): slow each document down.
+      static const long delay_ms = [] {
+        const char* e = std::getenv("SINK_FAULT_DELAY_MS");
+        return e ? std::atol(e) : 0L;
+      }();
+      if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     }
   }
 }

@@ -143,21 +143,24 @@ void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& 
     ds.write_rows(lo, hi - lo, rows.data_ptr());
   }
   // Means over documents of the sink scores and the attention maps (NaN-aware).
+  // Means over documents (NaN-aware), summed in document order whatever the number of ranks.
   auto mean_over_docs = [&](const std::string& key) {
     auto shape = first.at(key).sizes().vec();
-    auto sum = at::zeros(shape, at::TensorOptions().dtype(at::kDouble));
-    auto cnt = at::zeros(shape, at::TensorOptions().dtype(at::kDouble));
-    for (auto& a : mine) {
-      auto x = a.at(key).to(at::kDouble);
+    const auto n = first.at(key).numel();
+    std::vector<std::int64_t> index;
+    std::vector<double> rows;
+    for (std::size_t k = 0; k < mine.size(); ++k) {
+      auto x = mine[k].at(key).to(at::kDouble).contiguous();
       auto ok = at::logical_not(at::isnan(x));
-      sum += at::where(ok, x, at::zeros_like(x));
-      cnt += ok.to(at::kDouble);
+      auto v = at::where(ok, x, at::zeros_like(x)).contiguous();
+      auto c = ok.to(at::kDouble).contiguous();
+      index.push_back(lo + static_cast<std::int64_t>(k));
+      rows.insert(rows.end(), v.data_ptr<double>(), v.data_ptr<double>() + n);
+      rows.insert(rows.end(), c.data_ptr<double>(), c.data_ptr<double>() + n);
     }
-    std::vector<double> v(sum.data_ptr<double>(), sum.data_ptr<double>() + sum.numel());
-    v.insert(v.end(), cnt.data_ptr<double>(), cnt.data_ptr<double>() + cnt.numel());
-    world.sum_ordered(v);
-    auto tot = at::from_blob(v.data(), {2, sum.numel()}, at::TensorOptions().dtype(at::kDouble)).clone();
-    return (tot[0] / tot[1]).view(shape).to(at::kFloat);  // 0/0 = NaN where no document had a value
+    auto tot = world.sum_by_index(index, rows, static_cast<std::size_t>(2 * n));
+    auto t = at::from_blob(tot.data(), {2, n}, at::TensorOptions().dtype(at::kDouble)).clone();
+    return (t[0] / t[1]).view(shape).to(at::kFloat);  // 0/0 = NaN where no document had a value
   };
   if (first.count(kMap)) write_tensor(g, kMap, mean_over_docs(kMap));
   auto sink_mean = mean_over_docs("basic/sink_score");
