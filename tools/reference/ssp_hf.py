@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Independent reference for Static Sink Patching with HF transformers: each
+mode is applied to HF's own eager attention (the model module's
+eager_attention_forward, wrapped), with the μ, μ_head and ᾱ that a sink run
+saved in results.h5, and the per-document NLL, KL and residual distances are
+recomputed from HF's logits and hidden states.
+
+    python tools/reference/ssp_hf.py --model DIR --results results.h5 --run NAME --out ref.h5
+
+Token ids are taken from the evaluation text with HF's tokenizer and the
+run's sink policy. In a patched layer, for queries i > s:
+  ssp_bias / zero / random: out_i = Σ_{j≠s} A_ij v_j   (= eager out_i − A_is v_s), then + bias after o_proj
+  ssp_drop: out_i = (1 − ᾱ_h) Σ_{j≠s} A_ij v_j / (1 − A_is), then + μ after o_proj
+"""
+import argparse
+import json
+import sys
+
+import h5py
+import numpy as np
+import torch
+import transformers as tf
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+
+def random_bias(mu, mu_head, seed, head):
+    L, d = mu.shape
+    out = torch.zeros(L, d)
+    for l in range(L):
+        g = torch.Generator().manual_seed(seed * 1000003 + l)
+        if head:
+            r = torch.randn(mu_head[l].shape, generator=g)
+            out[l] = (r / r.norm(dim=-1, keepdim=True) * mu_head[l].norm(dim=-1, keepdim=True)).sum(0)
+        else:
+            r = torch.randn((d,), generator=g)
+            out[l] = r / r.norm() * mu[l].norm()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--eval", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_grad_enabled(False)
+    f = h5py.File(a.results)
+    g = f[a.run]
+    s = int(g.attrs["sink_position"])
+    policy = g.attrs["sink_policy"]
+    max_total = int(g.attrs["max_total_tokens"])
+    mu = torch.tensor(g["ssp/mu"][()], dtype=torch.float32)
+    mu_head = torch.tensor(g["ssp/mu_head"][()], dtype=torch.float32)
+    alpha = torch.tensor(g["ssp/alpha_bar"][()], dtype=torch.float32)
+    head = g["ssp"].attrs["granularity"] == "head"
+    layers_attr = g["ssp"].attrs["layers"]
+    seed = int(g["ssp"].attrs["random_seed"])
+    modes = [k for k in g["ssp"].keys() if k not in ("mu", "mu_head", "alpha_bar", "calibration_ids", "original")]
+
+    model = tf.AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32, attn_implementation="eager").eval()
+    tok = tf.AutoTokenizer.from_pretrained(a.model)
+    L = model.config.num_hidden_layers
+    patched = set(range(L)) if layers_attr == "all" else {int(x) for x in layers_attr.split(",")}
+    eager = sys.modules[type(model).__module__].eager_attention_forward
+
+    state = {"mode": None}
+
+    def patched_attention(module, query, key, value, attention_mask, **kw):
+        out, w = eager(module, query, key, value, attention_mask, **kw)  # out [B, T, H, dh], w [B, H, T, T]
+        l = module.layer_idx
+        mode = state["mode"]
+        if mode is None or l not in patched:
+            return out, w
+        H = query.shape[1]
+        rep = H // value.shape[1]
+        vs = value[:, :, s].repeat_interleave(rep, 1)  # [B, H, dh]
+        a_s = w[:, :, :, s]  # [B, H, T]
+        rows = torch.arange(out.shape[1]) > s
+        new = out - (a_s.unsqueeze(-1) * vs.unsqueeze(2)).transpose(1, 2)  # Σ_{j≠s} A_ij v_j
+        if mode == "ssp_drop":
+            scale = ((1 - alpha[l]).view(1, H, 1) / (1 - a_s)).transpose(1, 2).unsqueeze(-1)  # [B, T, H, 1]
+            new = new * scale
+        out = torch.where(rows.view(1, -1, 1, 1), new, out)
+        return out, w
+
+    ALL_ATTENTION_FUNCTIONS.register("sink_ssp_ref", patched_attention)
+    # The patched attention takes the same additive float mask as eager attention.
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+    ALL_MASK_ATTENTION_FUNCTIONS.register("sink_ssp_ref", ALL_MASK_ATTENTION_FUNCTIONS["eager"])
+    model.config._attn_implementation = "sink_ssp_ref"
+    for layer in model.model.layers:
+        layer.self_attn.config._attn_implementation = "sink_ssp_ref"
+
+    bias = {"ssp_bias": mu_head.sum(1) if head else mu, "ssp_drop": mu_head.sum(1) if head else mu,
+            "zero": torch.zeros_like(mu), "random": random_bias(mu, mu_head, seed, head)}
+
+    def add_bias(l):
+        def hook(mod, inp, out):
+            m = state["mode"]
+            if m is None or l not in patched:
+                return out
+            out = out.clone()
+            out[:, s + 1:] += bias[m][l].to(out.dtype)
+            return out
+        return hook
+
+    for l, layer in enumerate(model.model.layers):
+        layer.self_attn.o_proj.register_forward_hook(add_bias(l))
+
+    res = {}
+    for line in open(a.eval):
+        if not line.strip():
+            continue
+        text = json.loads(line)["text"]
+        if policy == "bos":
+            ids = tok(text).input_ids
+        else:
+            ids = tok(text, add_special_tokens=False).input_ids
+            if policy == "prepend":
+                ids = [int(g.attrs["sink_token_prepended"])] + ids
+        ids = ids[:max_total]
+        T = len(ids)
+        x = torch.tensor([ids])
+        state["mode"] = None
+        o0 = model(x, output_hidden_states=True)
+        lp0 = torch.log_softmax(o0.logits[0].double(), -1)
+        tgt = torch.tensor(ids[s + 2:])
+        pos = torch.arange(s + 1, T - 1)
+        nll0 = -lp0[pos, tgt].sum().item()
+        res.setdefault("original/nll_sum", []).append(nll0)
+        for m in modes:
+            state["mode"] = m
+            o = model(x, output_hidden_states=True)
+            lp = torch.log_softmax(o.logits[0].double(), -1)
+            res.setdefault(m + "/nll_sum", []).append(-lp[pos, tgt].sum().item())
+            kl = (lp0[pos].exp() * (lp0[pos] - lp[pos])).sum(-1).mean().item()
+            res.setdefault(m + "/kl", []).append(kl)
+            rel = []
+            for h0, h1 in zip(o0.hidden_states, o.hidden_states):
+                a0, a1 = h0[0, s + 1:].double(), h1[0, s + 1:].double()
+                rel.append(((a1 - a0).norm(dim=-1) / a0.norm(dim=-1)).mean().item())
+            res.setdefault(m + "/resid_rel_l2", []).append(rel)
+    with h5py.File(a.out, "w") as out:
+        for k, v in res.items():
+            out[k] = np.array(v)
+
+
+if __name__ == "__main__":
+    main()
