@@ -1,0 +1,238 @@
+// sink-bench: speed and memory of our plain forward, the observation pass
+// (every step) and an SSP pass, against HF transformers (eager with
+// output_attentions + output_hidden_states, the seed's way, and HF's plain
+// sdpa forward) measured in the same run through the project's Python
+// reference environment. Prints ratios, not only times.
+//
+//   sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]
+//              [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu|cuda:N]
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "sink/cli/args.hpp"
+#include "sink/metrics/observe.hpp"
+#include "sink/model/model.hpp"
+#include "sink/ssp/ssp.hpp"
+#include "sink/util/error.hpp"
+
+namespace fs = std::filesystem;
+using namespace sink;
+
+namespace {
+
+// Peak resident memory since the last reset (Linux: clear_refs 5 resets VmHWM).
+void reset_peak() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+}
+double peak_mib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return -1;
+}
+double rss_mib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return -1;
+}
+
+struct Measure {
+  double seconds = 0, peak_extra_mib = 0;
+};
+
+template <class Fn>
+Measure measure(int reps, Fn&& fn) {
+  fn();  // warm-up
+  std::vector<double> t;
+  double peak = 0;
+  for (int r = 0; r < reps; ++r) {
+    const double base = rss_mib();
+    reset_peak();
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    peak = std::max(peak, peak_mib() - base);
+  }
+  std::sort(t.begin(), t.end());
+  return {t[t.size() / 2], peak};
+}
+
+// A model with random weights from a config.json alone (sizes whose weights are not here).
+std::unique_ptr<Model> random_model(const std::string& cfg, const LoadOptions& opt) {
+  auto spec = spec_from_hf_config(cfg);
+  at::ScalarType dt = opt.dtype == "bfloat16" ? at::kBFloat16 : opt.dtype == "float16" ? at::kHalf : at::kFloat;
+  auto o = at::TensorOptions().dtype(dt).device(at::Device(opt.device));
+  auto rnd = [&](std::vector<std::int64_t> shape) {
+    return (at::randn(shape, o.dtype(at::kFloat)) * (1.0 / std::sqrt(double(shape.back())))).to(dt);
+  };
+  auto ones = [&](std::int64_t n) { return at::ones({n}, o); };
+  const std::int64_t d = spec.d_model, H = spec.n_heads, Hkv = spec.n_kv_heads, dh = spec.head_dim, f = spec.d_ff;
+  Weights w;
+  w.tok_embd = rnd({spec.vocab, d});
+  w.output_norm = ones(d);
+  if (spec.norm == NormKind::LayerNorm) w.output_norm_b = at::zeros({d}, o);
+  w.output = spec.tied_embeddings ? w.tok_embd : rnd({spec.vocab, d});
+  for (int l = 0; l < spec.n_layers; ++l) {
+    LayerWeights L;
+    L.attn_norm = ones(d);
+    L.ffn_norm = ones(d);
+    if (spec.norm == NormKind::LayerNorm) L.attn_norm_b = at::zeros({d}, o), L.ffn_norm_b = at::zeros({d}, o);
+    L.wq = rnd({H * dh, d});
+    L.wk = rnd({Hkv * dh, d});
+    L.wv = rnd({Hkv * dh, d});
+    L.wo = rnd({d, H * dh});
+    if (spec.qkv_bias) L.bq = at::zeros({H * dh}, o), L.bk = at::zeros({Hkv * dh}, o), L.bv = at::zeros({Hkv * dh}, o);
+    if (spec.o_bias) L.bo = at::zeros({d}, o);
+    if (spec.qk_norm) L.q_norm = ones(dh), L.k_norm = ones(dh);
+    if (spec.post_norms) L.post_attn_norm = at::zeros({d}, o), L.post_ffn_norm = at::zeros({d}, o);
+    if (spec.attn_sinks) L.sinks = at::zeros({H}, o);
+    if (spec.n_experts > 0) {
+      const std::int64_t E = spec.n_experts;
+      L.router_w = rnd({E, d});
+      L.router_b = at::zeros({E}, o);
+      L.experts_gate_up = rnd({E, d, 2 * f});
+      L.experts_gate_up_b = at::zeros({E, 2 * f}, o);
+      L.experts_down = rnd({E, f, d});
+      L.experts_down_b = at::zeros({E, d}, o);
+    } else {
+      if (spec.act != Activation::GELU) L.w_gate = rnd({f, d});
+      L.w_up = rnd({f, d});
+      L.w_down = rnd({d, f});
+      if (spec.mlp_bias || spec.family == Family::GPTNeoX) L.b_up = at::zeros({f}, o), L.b_down = at::zeros({d}, o);
+    }
+    w.layers.push_back(std::move(L));
+  }
+  return std::make_unique<Model>(spec, std::move(w), opt);
+}
+
+std::string run_hf(const std::string& py, const std::string& model, bool random, int T, int threads,
+                   const std::string& dtype, int reps, const std::string& mode) {
+  std::ostringstream cmd;
+  cmd << py << " tools/bench/hf_bench.py --model '" << model << "' --T " << T << " --threads " << threads
+      << " --dtype " << dtype << " --reps " << reps << " --mode " << mode << (random ? " --random-weights" : "")
+      << " 2>/dev/null";
+  std::string out;
+  if (FILE* p = popen(cmd.str().c_str(), "r")) {
+    char buf[512];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    pclose(p);
+  }
+  return out;
+}
+
+double field(const std::string& json, const std::string& key) {
+  auto k = json.find("\"" + key + "\"");
+  if (k == std::string::npos) return -1;
+  return std::stod(json.substr(json.find(':', k) + 1));
+}
+
+int body(int argc, char** argv) {
+  Args a(argc, argv, {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device"},
+         {"--no-hf", "--help"});
+  if (a.has("--help") || a.has("--model") == a.has("--random-weights")) {
+    std::cout << "usage: sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]\n"
+                 "                  [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu]\n";
+    return a.has("--help") ? 0 : kExitBadInput;
+  }
+  const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+  const int reps = static_cast<int>(a.get_int("--reps", 3));
+  LoadOptions opt;
+  opt.dtype = a.get_or("--dtype", "float32");
+  opt.device = a.get_or("--device", "cpu");
+  const bool random = a.has("--random-weights");
+  const std::string model_arg = random ? *a.get("--random-weights") : *a.get("--model");
+  c10::InferenceMode guard;
+  auto m = random ? random_model(model_arg, opt) : load_model(model_arg, opt);
+  const auto& s = m->spec();
+  double params = 0;
+  for (const auto& L : m->weights().layers)
+    for (const auto* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.experts_gate_up, &L.experts_down})
+      if (t->defined()) params += double(t->numel());
+  params += double(m->weights().tok_embd.numel()) * (s.tied_embeddings ? 1 : 2);
+  const std::string py = a.get_or("--python", fs::exists(".venv/bin/python") ? ".venv/bin/python" : "python3");
+  std::vector<int> lengths;
+  {
+    std::stringstream ss(a.get_or("--lengths", "512,2048"));
+    std::string x;
+    while (std::getline(ss, x, ',')) lengths.push_back(std::stoi(x));
+  }
+  std::printf("sink-bench: %s (%s, %d layers, d=%d, %d heads, %.2fB params), %s on %s, %d threads (ours and HF), "
+              "median of %d\n",
+              model_arg.c_str(), family_name(s.family), s.n_layers, s.d_model, s.n_heads, params / 1e9,
+              opt.dtype.c_str(), opt.device.c_str(), threads, reps);
+  for (int T : lengths) {
+    std::vector<std::int64_t> ids(T);
+    for (int i = 0; i < T; ++i) ids[i] = (i * 7919 + 13) % s.vocab;
+    auto plain = measure(reps, [&] { m->forward(ids); });
+    auto observe = measure(reps, [&] {
+      ObserveOptions o;
+      o.max_tokens_to_calc = 512;
+      o.max_tokens_to_show = 32;
+      o.layers_to_show = {0, s.n_layers - 1};
+      Observer obs(*m, o, T);
+      Hooks h;
+      obs.install(h);
+      m->forward(ids, h);
+      obs.finish();
+    });
+    SinkBias b;
+    b.patched.assign(s.n_layers, true);
+    b.mu = at::zeros({s.n_layers, s.d_model});
+    b.mu_head = at::zeros({s.n_layers, s.n_heads, s.d_model});
+    b.alpha_bar = at::zeros({s.n_layers, s.n_heads});
+    auto ssp = measure(reps, [&] {
+      Hooks h;
+      install_ssp(*m, b, SspMode::SspBias, h);
+      m->forward(ids, h);
+    });
+    auto ssp_drop = measure(reps, [&] {
+      Hooks h;
+      install_ssp(*m, b, SspMode::SspDrop, h);
+      m->forward(ids, h);
+    });
+    std::printf("\nT=%d\n", T);
+    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: plain forward", plain.seconds,
+                T / plain.seconds, plain.peak_extra_mib, 1.0);
+    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: observation (all steps)",
+                observe.seconds, T / observe.seconds, observe.peak_extra_mib, observe.seconds / plain.seconds);
+    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: SSP pass (ssp_bias, 1 mode)",
+                ssp.seconds, T / ssp.seconds, ssp.peak_extra_mib, ssp.seconds / plain.seconds);
+    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: SSP pass (ssp_drop, 1 mode)",
+                ssp_drop.seconds, T / ssp_drop.seconds, ssp_drop.peak_extra_mib, ssp_drop.seconds / plain.seconds);
+    if (!a.has("--no-hf")) {
+      for (const char* mode : {"sdpa", "eager_outputs"}) {
+        auto js = run_hf(py, model_arg, random, T, threads, opt.dtype, reps, mode);
+        const double sec = field(js, "seconds"), peak = field(js, "peak_extra_mib");
+        if (sec <= 0) {
+          std::printf("  HF %-31s failed or ran out of memory: %s\n", mode, js.empty() ? "(no output)" : js.c_str());
+          continue;
+        }
+        std::printf("  HF %-31s %9.3f s %10.0f tok/s  peak +%8.0f MiB  ours plain is %.2fx faster; observation %.2fx "
+                    "faster, %.2fx less memory\n",
+                    std::string(mode == std::string("sdpa") ? "plain forward (sdpa)" : "eager + output_attentions/hidden").c_str(),
+                    sec, T / sec, peak, sec / plain.seconds, sec / observe.seconds,
+                    peak / std::max(1.0, observe.peak_extra_mib));
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_cli("sink-bench", body, argc, argv); }
