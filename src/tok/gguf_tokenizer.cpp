@@ -13,6 +13,7 @@
 
 #include "sink/io/gguf.hpp"
 #include "sink/tok/bpe.hpp"
+#include "sink/tok/hf_pipeline.hpp"
 #include "sink/tok/tokenizer.hpp"
 #include "sink/tok/unicode.hpp"
 #include "sink/util/error.hpp"
@@ -280,9 +281,10 @@ class GgufSpmTokenizer final : public Tokenizer {
 
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GGUFFile& f) {
   std::string model = f.has("tokenizer.ggml.model") ? f.get_string("tokenizer.ggml.model") : "";
+  if (model == "gpt2") return tok::make_gguf_bpe_tokenizer(f);
   if (model != "llama")
     throw InputError(f.path(), "tokenizer.ggml.model '" + model +
-                                   "' is not supported (only the llama SentencePiece vocabulary)");
+                                   "' is not supported (only llama SentencePiece and gpt2 byte-level BPE vocabularies)");
   return std::make_unique<GgufSpmTokenizer>(f);
 }
 

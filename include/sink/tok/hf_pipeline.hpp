@@ -97,5 +97,9 @@ Pipeline parse_tokenizer_json(const std::string& path, const std::string& text);
 // Reads a SentencePiece tokenizer.model (BPE) into the pipeline HF's Llama
 // conversion makes of it; throws InputError naming `path`.
 Pipeline parse_sentencepiece_model(const std::string& path, const std::string& bytes);
+// The byte-level BPE vocabulary of a GGUF file (tokenizer.ggml.model = gpt2) as
+// the pipeline HF transformers' GGUF conversion builds for the file's
+// architecture (src/tok/gguf_bpe.cpp); throws InputError naming the file.
+std::unique_ptr<Tokenizer> make_gguf_bpe_tokenizer(const GGUFFile& f);
 
 }  // namespace sink::tok

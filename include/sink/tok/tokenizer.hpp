@@ -1,6 +1,7 @@
 // Tokenizers that give exactly the ids of HF `tokenizers` (tokenizer.json),
-// of HF's Llama conversion of a SentencePiece tokenizer.model, and of
-// llama2.c / llama.cpp for the SentencePiece vocabulary inside a GGUF file.
+// of HF's Llama conversion of a SentencePiece tokenizer.model, of llama2.c /
+// llama.cpp for the SentencePiece vocabulary inside a GGUF file, and of HF
+// transformers' conversion of a GGUF file's byte-level BPE (gpt2) vocabulary.
 // Sink metrics are indexed by token position, so one differing id moves
 // every number after it: see docs/tokenizers.md for what is matched and how.
 #pragma once
@@ -57,7 +58,8 @@ class Tokenizer {
 // a .gguf. Throws sink::InputError naming the file and the problem.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
-// The llama (SentencePiece-style) vocabulary of a GGUF file.
+// The vocabulary of a GGUF file: llama (SentencePiece-style, as llama2.c) or
+// gpt2 (byte-level BPE, as HF transformers converts the file).
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GGUFFile& f);
 
 }  // namespace sink
