@@ -60,6 +60,7 @@ void Observer::install(Hooks& hooks) {
   const std::int64_t H = spec.n_heads, R = spec.n_rep(), dh = spec.head_dim, d = spec.d_model;
   const std::int64_t s = o_.sink, Tc = Tc_, S = o_.max_tokens_to_show;
   const auto dev = m_.weights().tok_embd.device();
+  hooks.set_pattern_rows(Tc);  // rows past T_c are never reduced: let them run fused
 
   // Hidden states as HF returns them: embeddings, each block's output, the last after the final norm.
   hooks.add(Hook::ResidPre, [this](at::Tensor& x, const HookCtx& c) {

@@ -27,6 +27,7 @@ std::string hook_name(Hook h, int l) {
     case Hook::ResidPost: return b + "hook_resid_post";
     case Hook::FinalNorm: return "ln_final.hook_normalized";
     case Hook::Logits: return "hook_logits";
+    case Hook::SinkWeight: return b + "attn.hook_sink_weight";
     case Hook::kCount: break;
   }
   return "?";
@@ -238,8 +239,21 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     at::Tensor z = at::empty({H, T, dh}, q.options());
     const bool want_pattern = hooks.any(Hook::Pattern, l);
     const int W = s.sliding_window[l];
-    for (std::int64_t q0 = 0; q0 < T; q0 += chunk) {
-      const std::int64_t q1 = std::min(T, q0 + chunk), c = q1 - q0;
+    const AttnEdit* edit = hooks.attn_edit(l);
+    at::Tensor sink_w;  // weights of a subtracted key, [H, T]
+    // Rows whose probabilities are materialised (chunk by chunk): all of them when the
+    // softmax is not a plain one (soft-capping, learned sinks, an edit), the rows the
+    // pattern hooks ask for, else none; the other rows go through the fused kernel.
+    std::int64_t explicit_rows = 0;
+    const bool plain_softmax = s.attn_softcap == 0 && !s.attn_sinks;
+    // Removing one key's contribution needs its weights, which the fused CPU kernel's
+    // log-sum-exp gives: A[i,s] = exp(scale·q_i·k_s − lse_i).
+    const bool subtract_fused = edit && edit->subtract_key >= 0 && edit->drop_key < 0 && plain_softmax &&
+                                !want_pattern && dev.is_cpu();
+    if (!plain_softmax || (edit && !subtract_fused)) explicit_rows = T;
+    else if (want_pattern) explicit_rows = std::min(T, hooks.pattern_rows());
+    for (std::int64_t q0 = 0; q0 < explicit_rows; q0 += chunk) {
+      const std::int64_t q1 = std::min(explicit_rows, q0 + chunk), c = q1 - q0;
       auto kc = kh.narrow(1, 0, q1).unsqueeze(1);  // (Hkv, 1, q1, dh)
       auto vc = vh.narrow(1, 0, q1).unsqueeze(1);
       auto scores = at::matmul(qh.narrow(2, q0, c), kc.transpose(-1, -2)) * s.attn_scale;  // (Hkv, R, c, q1)
@@ -249,7 +263,6 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       auto kj = at::arange(q1, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
       auto masked = kj > qi;
       if (W > 0) masked = masked.logical_or(kj <= qi - W);
-      const AttnEdit* edit = hooks.attn_edit(l);
       if (edit && edit->drop_key < q1)  // ssp_drop: later queries get no probability for the sink key
         masked = masked.logical_or((kj == edit->drop_key).logical_and(qi > edit->drop_key));
       const float ninf = -std::numeric_limits<float>::infinity();
@@ -266,6 +279,14 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
         sink_mass = pf.select(-1, q1).reshape({H, c}).to(at::kFloat);
       } else {
         p = at::softmax(scores.to(at::kFloat).masked_fill(masked, ninf), -1).to(dt);
+      }
+      if (edit && edit->subtract_key >= 0 && q1 > edit->subtract_key + 1) {
+        const std::int64_t key = edit->subtract_key;
+        auto pv = p.view({H, c, q1});
+        auto later = (qi.squeeze(1) > key).to(pv.scalar_type());  // [c]
+        if (!sink_w.defined()) sink_w = at::zeros({H, T}, at::TensorOptions().dtype(at::kFloat).device(dev));
+        sink_w.narrow(1, q0, c).copy_(pv.select(2, key) * later);
+        pv.select(2, key).mul_(1 - later);
       }
       if (edit && edit->row_scale.defined() && q1 > edit->drop_key + 1) {
         auto scale = at::where(qi > edit->drop_key, edit->row_scale.view({H, 1, 1}).to(dev), at::ones({1}, dev))
@@ -285,6 +306,48 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       }
       z.narrow(1, q0, c).copy_(at::matmul(p, vc).view({H, c, dh}));  // (Hkv, R, c, dh)
     }
+    if (subtract_fused) {
+      const std::int64_t key = edit->subtract_key;
+      auto qs = q.permute({1, 0, 2}).unsqueeze(0);                           // (1, H, T, dh)
+      auto ks = kh.repeat_interleave(R, 0).unsqueeze(0), vs = vh.repeat_interleave(R, 0).unsqueeze(0);
+      at::Tensor out, lse;
+      if (W == 0) {
+        std::tie(out, lse) = at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, true, {}, s.attn_scale);
+      } else {
+        auto qi = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
+        auto kj = qi.t();
+        auto bias = at::zeros({T, T}, qs.options()).masked_fill(
+            at::logical_or(kj > qi, kj <= qi - W), -std::numeric_limits<float>::infinity());
+        std::tie(out, lse) = at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, false, bias, s.attn_scale);
+      }
+      // out (1, H, T, dh) is the layout the CPU kernel documents; lse (1, H, T) natural-log sum of exp(scores).
+      auto rows = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev));
+      auto sees = (rows > key);
+      if (W > 0) sees = sees.logical_and(rows - W < key);
+      auto score = (qs[0].to(at::kFloat) * ks[0].select(1, key).to(at::kFloat).unsqueeze(1)).sum(-1) * s.attn_scale;
+      sink_w = at::exp(score - lse[0].to(at::kFloat)) * sees.to(at::kFloat);      // [H, T]
+      z.copy_(out[0] - (sink_w.unsqueeze(-1) * vs[0].select(1, key).to(at::kFloat).unsqueeze(1)).to(z.scalar_type()));
+      explicit_rows = T;  // done
+    }
+    if (explicit_rows < T) {
+      // Fused scaled-dot-product attention for rows explicit_rows..T-1 (same softmax, in
+      // float32 accumulation, without materialising the probabilities).
+      const std::int64_t r0 = explicit_rows, n = T - r0;
+      auto qs = q.permute({1, 0, 2}).narrow(1, r0, n).unsqueeze(0);  // (1, H, n, dh)
+      auto ks = kh.unsqueeze(0), vs = vh.unsqueeze(0);                 // (1, Hkv, T, dh)
+      at::Tensor out;
+      if (r0 == 0 && W == 0) {
+        out = at::scaled_dot_product_attention(qs, ks, vs, {}, 0.0, /*is_causal=*/true, s.attn_scale, R > 1);
+      } else {
+        auto qi = at::arange(r0, T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
+        auto kj = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
+        auto visible = kj <= qi;  // true = attend
+        if (W > 0) visible = visible.logical_and(kj > qi - W);
+        out = at::scaled_dot_product_attention(qs, ks, vs, visible, 0.0, false, s.attn_scale, R > 1);
+      }
+      z.narrow(1, r0, n).copy_(out[0]);
+    }
+    if (sink_w.defined()) hooks.run(Hook::SinkWeight, sink_w, ctx);
     z = z.permute({1, 0, 2});  // [T, H, dh]
     hooks.run(Hook::Z, z, ctx);
     at::Tensor attn_out = linear(z.reshape({T, H * dh}), L.wo, L.bo);

@@ -457,11 +457,13 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
                   Observer obs(*model, o, T);
                   Hooks h;
                   obs.install(h);
+                  SspOriginal original;  // the observation pass is also SSP's original pass
+                  if (rc.intervention) capture_original(h, original, p.spec.n_layers);
                   model->forward(d.ids, h);
                   DocArrays a = obs.finish();
                   if (o.geometry) g = std::move(obs.geometry());
                   if (rc.intervention) {
-                    auto res = ssp_measure(*model, d.ids, bias, modes);
+                    auto res = ssp_measure(*model, d.ids, bias, modes, &original);
                     for (const auto& [name, x] : res) {
                       const std::string k = "ssp/" + name + "/";
                       a[k + "nll_sum"] = at::tensor({x.nll_sum}, at::TensorOptions().dtype(at::kDouble));

@@ -87,18 +87,13 @@ void install_ssp(const Model& m, const SinkBias& b, SspMode mode, Hooks& hooks) 
           auto vs = v[s].to(at::kFloat).repeat_interleave(R, 0);
           auto wo = mp->weights().layers[c.layer].wo.to(at::kFloat).view({d, H, dh});
           (*state)[c.layer].w_sink = at::einsum("dhk,hk->hd", {wo, vs});
-          (*state)[c.layer].a_sink = at::zeros({H, v.size(0)}, at::TensorOptions().dtype(at::kFloat).device(dev));
         }, l);
       }
-      hooks.add(Hook::Pattern, [=](at::Tensor& p, const HookCtx& c) {
-        if (c.q_end <= s + 1) return;
-        // rows i > s of this chunk lose the sink's probability
-        const std::int64_t first = std::max(c.q_begin, s + 1);
-        auto rows = p.narrow(1, first - c.q_begin, c.q_end - first);
-        if (mode == SspMode::Exact)
-          (*state)[c.layer].a_sink.narrow(1, first, c.q_end - first).copy_(rows.select(2, s));
-        rows.select(2, s).zero_();
-      }, l);
+      // The engine removes the sink's contribution A[i,s]·v_s for i > s (fused when it can)
+      // and reports the weights it had.
+      hooks.set_attn_edit(l, AttnEdit{-1, {}, s});
+      if (mode == SspMode::Exact)
+        hooks.add(Hook::SinkWeight, [=](at::Tensor& w, const HookCtx& c) { (*state)[c.layer].a_sink = w; }, l);
     }
     hooks.add(Hook::AttnOut, [=](at::Tensor& o, const HookCtx& c) {
       const std::int64_t T = o.size(0);
@@ -130,8 +125,14 @@ void capture_hidden(Hooks& h, std::vector<at::Tensor>& out, int L) {
 
 }  // namespace
 
+void capture_original(Hooks& hooks, SspOriginal& out, int n_layers) {
+  capture_hidden(hooks, out.hidden, n_layers);
+  hooks.add(Hook::Logits, [&out](at::Tensor& x, const HookCtx&) { out.logits = x; });
+}
+
 std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids,
-                                                const SinkBias& b, const std::vector<SspMode>& modes) {
+                                                const SinkBias& b, const std::vector<SspMode>& modes,
+                                                const SspOriginal* original) {
   c10::InferenceMode guard;
   const int L = m.spec().n_layers;
   const std::int64_t T = static_cast<std::int64_t>(ids.size()), s = b.sink;
@@ -142,10 +143,15 @@ std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vecto
   auto targets = at::tensor(std::vector<std::int64_t>(ids.begin() + std::min<std::int64_t>(T, p0 + 1), ids.end()),
                             at::TensorOptions().dtype(at::kLong)).to(dev);
 
-  std::vector<at::Tensor> h0;
-  Hooks ho;
-  capture_hidden(ho, h0, L);
-  auto logits0 = m.forward(ids, ho);
+  SspOriginal own;
+  if (!original) {
+    Hooks ho;
+    capture_original(ho, own, L);
+    m.forward(ids, ho);
+    original = &own;
+  }
+  const auto& h0 = original->hidden;
+  const auto& logits0 = original->logits;
   auto nll = [&](const at::Tensor& logits) {
     if (n == 0) return 0.0;
     auto lp = at::log_softmax(logits.narrow(0, p0, n).to(at::kFloat), -1);

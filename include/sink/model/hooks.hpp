@@ -18,13 +18,14 @@
 
 #include <array>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
 namespace sink {
 
 enum class Hook : int {
-  ResidPre, Q, K, V, Pattern, Z, AttnOut, ResidMid, MlpOut, ResidPost, FinalNorm, Logits, kCount
+  ResidPre, Q, K, V, Pattern, Z, AttnOut, ResidMid, MlpOut, ResidPost, FinalNorm, Logits, SinkWeight, kCount
 };
 
 // "blocks.3.attn.hook_pattern", "hook_logits", ...
@@ -48,6 +49,10 @@ using HookFn = std::function<void(at::Tensor& value, const HookCtx& ctx)>;
 struct AttnEdit {
   std::int64_t drop_key = -1;
   at::Tensor row_scale;  // [n_heads] float32, or undefined for 1
+  // ssp_bias / zero / random: queries i > subtract_key lose that key's contribution
+  // A[i,key]·v_key (the other probabilities keep their softmax). The weights it had,
+  // [n_heads, T] float32 (0 for i <= key), are passed to Hook::SinkWeight.
+  std::int64_t subtract_key = -1;
 };
 
 class Hooks {
@@ -68,8 +73,15 @@ class Hooks {
     if (static_cast<int>(edits_.size()) <= layer) edits_.resize(layer + 1);
     edits_[layer] = std::move(e);
   }
+  // Pattern hooks see only query rows below this (observation reduces the first T_c
+  // rows); the rest of the attention may then run fused.
+  void set_pattern_rows(std::int64_t rows) { pattern_rows_ = rows; }
+  std::int64_t pattern_rows() const { return pattern_rows_; }
   const AttnEdit* attn_edit(int layer) const {
-    return layer < static_cast<int>(edits_.size()) && edits_[layer].drop_key >= 0 ? &edits_[layer] : nullptr;
+    return layer < static_cast<int>(edits_.size()) &&
+                   (edits_[layer].drop_key >= 0 || edits_[layer].subtract_key >= 0)
+               ? &edits_[layer]
+               : nullptr;
   }
 
  private:
@@ -79,6 +91,7 @@ class Hooks {
   };
   std::array<std::vector<Entry>, static_cast<int>(Hook::kCount)> fns_;
   std::vector<AttnEdit> edits_;
+  std::int64_t pattern_rows_ = std::numeric_limits<std::int64_t>::max();
 };
 
 }  // namespace sink

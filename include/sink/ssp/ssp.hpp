@@ -47,8 +47,18 @@ struct SspDocResult {
   std::vector<double> resid_rel_l2, resid_cos;  // [L+1]: mean over positions i > s of ‖h'−h‖/‖h‖ and cos(h', h)
 };
 
-// Runs the original pass and each mode on one document.
+// The original pass's hidden states (HF's L+1 convention) and logits; captured by
+// hooks during another pass of the same document (the observation pass), so the
+// modes share it instead of running it again.
+struct SspOriginal {
+  std::vector<at::Tensor> hidden;
+  at::Tensor logits;
+};
+void capture_original(Hooks& hooks, SspOriginal& out, int n_layers);
+
+// Runs each mode on one document (and the original pass, unless given).
 std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids,
-                                                const SinkBias& b, const std::vector<SspMode>& modes);
+                                                const SinkBias& b, const std::vector<SspMode>& modes,
+                                                const SspOriginal* original = nullptr);
 
 }  // namespace sink
