@@ -252,6 +252,24 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
                                 !want_pattern && dev.is_cpu();
     if (!plain_softmax || (edit && !subtract_fused)) explicit_rows = T;
     else if (want_pattern) explicit_rows = std::min(T, hooks.pattern_rows());
+    if (explicit_rows < T && !subtract_fused) {
+      // Fused scaled-dot-product attention (same softmax, float32 accumulation, no
+      // probabilities materialised). Without a window, one causal call over every row is
+      // fastest; the explicit rows below then overwrite their share.
+      const std::int64_t r0 = W == 0 ? 0 : explicit_rows, n = T - r0;
+      auto qs = q.permute({1, 0, 2}).narrow(1, r0, n).unsqueeze(0);  // (1, H, n, dh)
+      auto ks = kh.unsqueeze(0), vs = vh.unsqueeze(0);                 // (1, Hkv, T, dh)
+      at::Tensor out;
+      if (W == 0) {
+        out = at::scaled_dot_product_attention(qs, ks, vs, {}, 0.0, /*is_causal=*/true, s.attn_scale, R > 1);
+      } else {
+        auto qi = at::arange(r0, T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
+        auto kj = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
+        auto visible = (kj <= qi).logical_and(kj > qi - W);  // true = attend
+        out = at::scaled_dot_product_attention(qs, ks, vs, visible, 0.0, false, s.attn_scale, R > 1);
+      }
+      z.narrow(1, r0, n).copy_(out[0]);
+    }
     for (std::int64_t q0 = 0; q0 < explicit_rows; q0 += chunk) {
       const std::int64_t q1 = std::min(explicit_rows, q0 + chunk), c = q1 - q0;
       auto kc = kh.narrow(1, 0, q1).unsqueeze(1);  // (Hkv, 1, q1, dh)
@@ -327,25 +345,6 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       auto score = (qs[0].to(at::kFloat) * ks[0].select(1, key).to(at::kFloat).unsqueeze(1)).sum(-1) * s.attn_scale;
       sink_w = at::exp(score - lse[0].to(at::kFloat)) * sees.to(at::kFloat);      // [H, T]
       z.copy_(out[0] - (sink_w.unsqueeze(-1) * vs[0].select(1, key).to(at::kFloat).unsqueeze(1)).to(z.scalar_type()));
-      explicit_rows = T;  // done
-    }
-    if (explicit_rows < T) {
-      // Fused scaled-dot-product attention for rows explicit_rows..T-1 (same softmax, in
-      // float32 accumulation, without materialising the probabilities).
-      const std::int64_t r0 = explicit_rows, n = T - r0;
-      auto qs = q.permute({1, 0, 2}).narrow(1, r0, n).unsqueeze(0);  // (1, H, n, dh)
-      auto ks = kh.unsqueeze(0), vs = vh.unsqueeze(0);                 // (1, Hkv, T, dh)
-      at::Tensor out;
-      if (r0 == 0 && W == 0) {
-        out = at::scaled_dot_product_attention(qs, ks, vs, {}, 0.0, /*is_causal=*/true, s.attn_scale, R > 1);
-      } else {
-        auto qi = at::arange(r0, T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
-        auto kj = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
-        auto visible = kj <= qi;  // true = attend
-        if (W > 0) visible = visible.logical_and(kj > qi - W);
-        out = at::scaled_dot_product_attention(qs, ks, vs, visible, 0.0, false, s.attn_scale, R > 1);
-      }
-      z.narrow(1, r0, n).copy_(out[0]);
     }
     if (sink_w.defined()) hooks.run(Hook::SinkWeight, sink_w, ctx);
     z = z.permute({1, 0, 2});  // [T, H, dh]
