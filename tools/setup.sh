@@ -23,7 +23,9 @@ APT_PACKAGES=(build-essential cmake pkg-config git python3-venv
 
 install_debian() {
   local missing=()
-  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  for p in "${APT_PACKAGES[@]}"; do
+    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
+  done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   local SUDO=""
@@ -62,6 +64,7 @@ build() {
 install_debian
 install_python
 link_models
+mkdir -p logs  # Slurm jobs write their logs here and do not create it
 build
 
 case "$MODE" in

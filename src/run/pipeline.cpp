@@ -198,7 +198,7 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
       if (l < 0 || l >= L)
         throw InputError(cfg.path, "key 'intervention.layers': layer " + std::to_string(l) + " out of range (model has " +
                                        std::to_string(L) + " layers)");
-    if (iv.mu_from.empty()) {
+    if (iv.mu_from.empty() && !iv.calibration_jsonl.empty()) {
       auto calib = read_eval_jsonl(iv.calibration_jsonl, rc.eval_field, iv.calibration_docs);
       if (calib.empty()) throw InputError(iv.calibration_jsonl, "no calibration documents");
       // Calibration documents are never evaluated: no shared id, no shared text.
@@ -387,6 +387,8 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
       for (const auto& m : rc.intervention->modes) modes.push_back(parse_ssp_mode(m));
       if (!rc.intervention->mu_from.empty()) {
         mu = load_mu(rc.intervention->mu_from, p);
+      } else if (p.calib.empty()) {  // `zero` alone needs no μ
+        mu = MuAccumulator(p.spec.n_layers, p.spec.n_heads, p.spec.d_model).result();
       } else {
         PartialStore cstore(cfg.out, rc.name, "calibration");
         auto cb = make_buckets(p.calib, flags.bucket_size);
@@ -517,6 +519,8 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     if (p.rc.intervention) {
       if (!p.rc.intervention->mu_from.empty()) {
         o.mu = load_mu(p.rc.intervention->mu_from, p);
+      } else if (p.calib.empty()) {
+        o.mu = MuAccumulator(p.spec.n_layers, p.spec.n_heads, p.spec.d_model).result();
       } else {
         PartialStore cstore(cfg.out, p.rc.name, "calibration");
         auto cb = make_buckets(p.calib, flags.bucket_size);

@@ -60,6 +60,13 @@ def sbatch(*args, **extra_env):
     return r.stdout.strip().split(";")[0]
 
 
+def requeue(jobid):
+    """scontrol requeue, then no wait: Slurm holds a requeued job for about two minutes (BeginTime)."""
+    for cmd in (["scontrol", "requeue", jobid], ["scontrol", "update", f"jobid={jobid}", "StartTime=now"]):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env())
+        assert r.returncode == 0, f"{' '.join(cmd)}: {r.stdout}{r.stderr}"
+
+
 def job_records(jobid):
     """scontrol's records of a job (one per array task), as dicts of KEY=VALUE."""
     r = subprocess.run(["scontrol", "-o", "show", "job", jobid], capture_output=True, text=True, env=env())

@@ -1,6 +1,6 @@
 """slurm/*.sbatch on a real one-node Slurm started on this machine
 (tools/slurm/start_local_slurm.sh): observation with srun and with mpirun, a
-resubmission that resumes, an intervention, and a two-model sweep as a job
+requeued job that resumes, an intervention, and a two-model sweep as a job
 array; each output opened with h5py."""
 import os
 import subprocess
@@ -8,8 +8,8 @@ import subprocess
 import h5py
 import pytest
 
-from slurm_util import (BUILD, ROOT, TINY, assert_completed, make_eval, read_log, sbatch, start_slurm, stop_slurm,
-                        wait, write_yaml)
+from slurm_util import (BUILD, ROOT, TINY, assert_completed, make_eval, read_log, requeue, sbatch, start_slurm,
+                        stop_slurm, wait, write_yaml)
 
 P, S, SHOW, MAXT, N = 64, 8, [0, 2], 200, 6
 TINY_JOB = 600  # s per job; each takes seconds here
@@ -61,20 +61,23 @@ def submit_and_wait(d, script, *args, name, env=None, timeout=TINY_JOB):
     return jobid, recs, log
 
 
-def test_observe_srun_then_resume(slurm, data):
+def test_observe_srun_then_requeue(slurm, data):
     d, ev = data
     out = d / "observe_srun"
     cfg = run_config(d, ev, os.path.join(TINY, "llama"), out)
-    _, recs, log = submit_and_wait(d, "slurm/observe.sbatch", "--ntasks-per-node=2", [cfg], name="obs-srun",
-                                   env=dict(SINK_LAUNCHER="srun"))
+    jobid, recs, log = submit_and_wait(d, "slurm/observe.sbatch", "--ntasks-per-node=2", [cfg], name="obs-srun",
+                                       env=dict(SINK_LAUNCHER="srun"))
     assert_completed(recs, [log])
     text = read_log(log)
     assert "srun --mpi=pmix" in text and "--resume" not in text, text
     check_results(out, "llama", 2)
-    # the same config again (a requeued or resubmitted job): it continues from OUT/.partial
-    _, recs, log = submit_and_wait(d, "slurm/observe.sbatch", "--ntasks-per-node=2", [cfg], name="obs-again")
+    # requeued (as after a node failure or preemption): the job runs again and continues from OUT/.partial
+    requeue(jobid)
+    recs = wait(jobid, TINY_JOB)
     assert_completed(recs, [log])
-    assert "--resume" in read_log(log), read_log(log)
+    assert int(recs[0]["Restarts"]) == 1, recs
+    runs = [line for line in read_log(log).splitlines() if "running: " in line]
+    assert len(runs) == 2 and "--resume" not in runs[0] and "--resume" in runs[1], runs
     check_results(out, "llama", 2)
 
 
