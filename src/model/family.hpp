@@ -55,6 +55,12 @@ struct Taker {
   at::Tensor convert(const at::Tensor& t) const { return t.to(dev, dt, false, true).contiguous(); }
 };
 
+// Pieces of the tables that several families share (HF's Llama naming).
+// tok_embd, model.norm, and lm_head (or the tied embedding).
+void take_llama_embeddings(const ModelSpec& s, const Taker& take, Weights& w);
+// self_attn.{q,k,v,o}_proj weights, with the biases the spec asks for (o's with o_bias).
+void take_llama_attention(const std::string& prefix, const ModelSpec& s, const Taker& take, LayerWeights& L);
+
 // One entry per family: its config reader and its weight table.
 void read_llama_like(const Cfg& c, ModelSpec& s, const std::string& model_type);
 Weights take_llama_like(const ModelSpec& s, const Taker& take);

@@ -35,25 +35,14 @@ void read_gemma2(const Cfg& c, ModelSpec& s) {
 }
 
 Weights take_gemma2(const ModelSpec& s, const Taker& take) {
-  const std::int64_t d = s.d_model, H = s.n_heads, Hkv = s.n_kv_heads, dh = s.head_dim, f = s.d_ff;
+  const std::int64_t d = s.d_model, f = s.d_ff;
   Weights w;
-  w.tok_embd = take("model.embed_tokens.weight", {s.vocab, d});
-  w.output_norm = take("model.norm.weight", {d});
-  w.output = s.tied_embeddings ? w.tok_embd : take("lm_head.weight", {s.vocab, d});
+  take_llama_embeddings(s, take, w);
   for (int l = 0; l < s.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
     L.attn_norm = take(p + "input_layernorm.weight", {d});
-    L.wq = take(p + "self_attn.q_proj.weight", {H * dh, d});
-    L.wk = take(p + "self_attn.k_proj.weight", {Hkv * dh, d});
-    L.wv = take(p + "self_attn.v_proj.weight", {Hkv * dh, d});
-    L.wo = take(p + "self_attn.o_proj.weight", {d, H * dh});
-    if (s.qkv_bias) {
-      L.bq = take(p + "self_attn.q_proj.bias", {H * dh});
-      L.bk = take(p + "self_attn.k_proj.bias", {Hkv * dh});
-      L.bv = take(p + "self_attn.v_proj.bias", {Hkv * dh});
-      L.bo = take(p + "self_attn.o_proj.bias", {d});
-    }
+    take_llama_attention(p, s, take, L);
     L.post_attn_norm = take(p + "post_attention_layernorm.weight", {d});
     L.ffn_norm = take(p + "pre_feedforward_layernorm.weight", {d});
     L.post_ffn_norm = take(p + "post_feedforward_layernorm.weight", {d});

@@ -54,26 +54,14 @@ at::Tensor dequantize_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) 
 }
 
 Weights take_gpt_oss(const ModelSpec& s, const Taker& take) {
-  const std::int64_t d = s.d_model, H = s.n_heads, Hkv = s.n_kv_heads, dh = s.head_dim, f = s.d_ff,
-                     E = s.n_experts;
+  const std::int64_t d = s.d_model, H = s.n_heads, f = s.d_ff, E = s.n_experts;
   Weights w;
-  w.tok_embd = take("model.embed_tokens.weight", {s.vocab, d});
-  w.output_norm = take("model.norm.weight", {d});
-  w.output = s.tied_embeddings ? w.tok_embd : take("lm_head.weight", {s.vocab, d});
+  take_llama_embeddings(s, take, w);
   for (int l = 0; l < s.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
     L.attn_norm = take(p + "input_layernorm.weight", {d});
-    L.wq = take(p + "self_attn.q_proj.weight", {H * dh, d});
-    L.wk = take(p + "self_attn.k_proj.weight", {Hkv * dh, d});
-    L.wv = take(p + "self_attn.v_proj.weight", {Hkv * dh, d});
-    L.wo = take(p + "self_attn.o_proj.weight", {d, H * dh});
-    if (s.qkv_bias) {
-      L.bq = take(p + "self_attn.q_proj.bias", {H * dh});
-      L.bk = take(p + "self_attn.k_proj.bias", {Hkv * dh});
-      L.bv = take(p + "self_attn.v_proj.bias", {Hkv * dh});
-      L.bo = take(p + "self_attn.o_proj.bias", {d});
-    }
+    take_llama_attention(p, s, take, L);
     L.sinks = take(p + "self_attn.sinks", {H});
     L.ffn_norm = take(p + "post_attention_layernorm.weight", {d});
     L.router_w = take(p + "mlp.router.weight", {E, d});

@@ -41,26 +41,36 @@ void read_llama_like(const Cfg& c, ModelSpec& s, const std::string& model_type) 
   }
 }
 
-Weights take_llama_like(const ModelSpec& s, const Taker& take) {
-  const std::int64_t d = s.d_model, H = s.n_heads, Hkv = s.n_kv_heads, dh = s.head_dim, f = s.d_ff;
-  Weights w;
+void take_llama_embeddings(const ModelSpec& s, const Taker& take, Weights& w) {
+  const std::int64_t d = s.d_model;
   w.tok_embd = take("model.embed_tokens.weight", {s.vocab, d});
   w.output_norm = take("model.norm.weight", {d});
   w.output = s.tied_embeddings ? w.tok_embd : take("lm_head.weight", {s.vocab, d});
+}
+
+void take_llama_attention(const std::string& p, const ModelSpec& s, const Taker& take, LayerWeights& L) {
+  const std::int64_t d = s.d_model, H = s.n_heads, Hkv = s.n_kv_heads, dh = s.head_dim;
+  L.wq = take(p + "self_attn.q_proj.weight", {H * dh, d});
+  L.wk = take(p + "self_attn.k_proj.weight", {Hkv * dh, d});
+  L.wv = take(p + "self_attn.v_proj.weight", {Hkv * dh, d});
+  L.wo = take(p + "self_attn.o_proj.weight", {d, H * dh});
+  if (s.qkv_bias) {
+    L.bq = take(p + "self_attn.q_proj.bias", {H * dh});
+    L.bk = take(p + "self_attn.k_proj.bias", {Hkv * dh});
+    L.bv = take(p + "self_attn.v_proj.bias", {Hkv * dh});
+  }
+  if (s.o_bias) L.bo = take(p + "self_attn.o_proj.bias", {d});
+}
+
+Weights take_llama_like(const ModelSpec& s, const Taker& take) {
+  const std::int64_t d = s.d_model, dh = s.head_dim, f = s.d_ff;
+  Weights w;
+  take_llama_embeddings(s, take, w);
   for (int l = 0; l < s.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
     L.attn_norm = take(p + "input_layernorm.weight", {d});
-    L.wq = take(p + "self_attn.q_proj.weight", {H * dh, d});
-    L.wk = take(p + "self_attn.k_proj.weight", {Hkv * dh, d});
-    L.wv = take(p + "self_attn.v_proj.weight", {Hkv * dh, d});
-    L.wo = take(p + "self_attn.o_proj.weight", {d, H * dh});
-    if (s.qkv_bias) {
-      L.bq = take(p + "self_attn.q_proj.bias", {H * dh});
-      L.bk = take(p + "self_attn.k_proj.bias", {Hkv * dh});
-      L.bv = take(p + "self_attn.v_proj.bias", {Hkv * dh});
-    }
-    if (s.o_bias) L.bo = take(p + "self_attn.o_proj.bias", {d});
+    take_llama_attention(p, s, take, L);
     if (s.qk_norm) {
       L.q_norm = take(p + "self_attn.q_norm.weight", {dh});
       L.k_norm = take(p + "self_attn.k_norm.weight", {dh});

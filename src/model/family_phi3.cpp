@@ -19,9 +19,7 @@ void read_phi3(const Cfg& c, ModelSpec& s) {
 Weights take_phi3(const ModelSpec& s, const Taker& take) {
   const std::int64_t d = s.d_model, H = s.n_heads, Hkv = s.n_kv_heads, dh = s.head_dim, f = s.d_ff;
   Weights w;
-  w.tok_embd = take("model.embed_tokens.weight", {s.vocab, d});
-  w.output_norm = take("model.norm.weight", {d});
-  w.output = s.tied_embeddings ? w.tok_embd : take("lm_head.weight", {s.vocab, d});
+  take_llama_embeddings(s, take, w);
   for (int l = 0; l < s.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
