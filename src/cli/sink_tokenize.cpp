@@ -120,7 +120,7 @@ int run(const Args& a) {
     try {
       // Raw invalid UTF-8 in a record is read as U+FFFD, as Python would.
       j = nlohmann::json::parse(sink::tok::is_valid_utf8(line) ? line : sink::tok::utf8_lossy(line));
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
       throw sink::InputError(at(), std::string("not valid JSON: ") + e.what());
     }
     if (a.decode) {

@@ -567,6 +567,8 @@ class Loader {
     if (!out) fail_key("out", "required key is missing");
     cfg.out = as_string(*out, "an output folder");
     if (cfg.out.empty()) fail(*out, "expected an output folder");
+    if (std::error_code ec; fs::exists(cfg.out, ec) && !fs::is_directory(cfg.out, ec))
+      fail(*out, "'" + cfg.out + "' exists and is not a folder");
     if (auto* n = root.find("log_level")) cfg.log_level = as_choice(*n, kLogLevels);
 
     if (!sweep) {

@@ -60,7 +60,7 @@ std::vector<EvalDoc> read_eval_jsonl(const std::string& path, const std::string&
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
       std::string msg = e.what();
       if (auto p = msg.find("] "); msg.rfind("[json.exception", 0) == 0 && p != std::string::npos)
         msg = msg.substr(p + 2);

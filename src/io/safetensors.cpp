@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "sink/util/error.hpp"
 
@@ -38,11 +39,19 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
     throw InputError(path, "truncated safetensors file: header of " + std::to_string(n) + " bytes but file has " +
                                std::to_string(size) + " bytes");
   json h;
+  std::string duplicate;  // a tensor named twice: JSON keeps one silently, so look while parsing
   try {
-    h = json::parse(file_.data() + 8, file_.data() + 8 + n);
+    std::set<std::string> seen;
+    h = json::parse(file_.data() + 8, file_.data() + 8 + n, [&](int depth, json::parse_event_t ev, json& parsed) {
+      if (ev == json::parse_event_t::key && depth == 1 && !seen.insert(parsed.get<std::string>()).second &&
+          duplicate.empty())
+        duplicate = parsed.get<std::string>();
+      return true;
+    });
   } catch (const json::exception& e) {
     throw InputError(path, std::string("safetensors header is not valid JSON: ") + e.what());
   }
+  if (!duplicate.empty()) throw InputError(path, "duplicate tensor name '" + duplicate + "' in the safetensors header");
   if (!h.is_object()) throw InputError(path, "safetensors header is not a JSON object");
   const std::uint64_t data_start = 8 + n;
   const std::uint64_t buf_size = size - data_start;
@@ -114,11 +123,21 @@ SafetensorsSet::SafetensorsSet(const std::string& dir) {
   if (fs::exists(index)) {
     where_ = index.string();
     json j;
+    std::string top, duplicate;  // a tensor listed twice in weight_map (JSON keeps one silently)
     try {
-      j = json::parse(read_text_file(where_));
+      std::set<std::string> seen;
+      j = json::parse(read_text_file(where_), [&](int depth, json::parse_event_t ev, json& parsed) {
+        if (ev != json::parse_event_t::key) return true;
+        if (depth == 1) top = parsed.get<std::string>();
+        else if (depth == 2 && top == "weight_map" && !seen.insert(parsed.get<std::string>()).second &&
+                 duplicate.empty())
+          duplicate = parsed.get<std::string>();
+        return true;
+      });
     } catch (const json::exception& e) {
       throw InputError(where_, std::string("not valid JSON: ") + e.what());
     }
+    if (!duplicate.empty()) throw InputError(where_, "weight_map lists tensor '" + duplicate + "' twice");
     if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
       throw InputError(where_, "no weight_map object");
     std::map<std::string, std::vector<std::string>> by_shard;

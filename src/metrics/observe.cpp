@@ -97,33 +97,46 @@ void Observer::install(Hooks& hooks) {
       L.map = at::full({H, S, S}, kNaN, f32().device(dev));
   });
 
-  // Attention chunks: every statistic of A is reduced here, row block by row block.
-  hooks.add(Hook::Pattern, [=](at::Tensor& p, const HookCtx& c) {
-    if (c.q_begin >= Tc) return;
-    auto& L = layers_[c.layer];
-    const std::int64_t q0 = c.q_begin, r1 = std::min(c.q_end, Tc) - q0;
-    auto pf = p.narrow(1, 0, r1).to(at::kFloat);                                    // [H, r1, q1]
+  // Rows q0..q0+r-1 of one layer: `first` = A[h, i, j] for the first keys j (float32,
+  // [H, r, Sk]), `ent` their entropy [H, r]; every statistic of A is reduced here.
+  auto reduce_rows = [=](int layer, std::int64_t q0, const at::Tensor& first, const at::Tensor& ent,
+                         const at::Tensor* learned) {
+    auto& L = layers_[layer];
+    const std::int64_t r1 = first.size(1), Sk = std::min<std::int64_t>(S, first.size(2));
     auto rows = at::arange(q0, q0 + r1, at::TensorOptions().dtype(at::kLong).device(dev));
-    auto a_s = pf.select(2, s);                                                     // [H, r1]
+    auto a_s = first.select(2, s);                                                  // [H, r1]
     L.a_sink.narrow(1, q0, r1).copy_(a_s);
     L.sink_sum += (a_s * (rows > s)).sum(1);
     L.t64_sum += (a_s * (rows >= s).logical_and(rows < o_.gu_window)).sum(1);
     if (o_.basic) {
-      auto ent = -at::special_xlogy(pf, pf).sum(-1);                                // [H, r1] nats
       auto pos = rows > 0;
       L.ent_sum += (ent * pos).sum(1);
       auto logn = at::log((rows + 1).to(at::kFloat)).clamp_min(1e-30);
       L.entn_sum += (ent / logn * pos).sum(1);
-      const std::int64_t Sk = std::min<std::int64_t>(S, c.q_end);
       auto kj = at::arange(Sk, at::TensorOptions().dtype(at::kLong).device(dev));
       auto below = (rows.unsqueeze(1) >= kj.unsqueeze(0)).to(at::kFloat);         // [r1, Sk]: i >= j
-      L.tok_sum.narrow(1, 0, Sk) += (pf.narrow(2, 0, Sk) * below.unsqueeze(0)).sum(1);
-      if (c.sink_mass) L.learned_sum += (c.sink_mass->narrow(1, 0, r1).to(at::kFloat) * (rows > s)).sum(1);
+      L.tok_sum.narrow(1, 0, Sk) += (first.narrow(2, 0, Sk) * below.unsqueeze(0)).sum(1);
+      if (learned) L.learned_sum += (learned->narrow(1, 0, r1).to(at::kFloat) * (rows > s)).sum(1);
     }
     if (L.map.defined() && q0 < S) {
-      const std::int64_t rs = std::min<std::int64_t>(S - q0, r1), Sk = std::min<std::int64_t>(S, c.q_end);
-      L.map.narrow(1, q0, rs).narrow(2, 0, Sk).copy_(pf.narrow(1, 0, rs).narrow(2, 0, Sk));
+      const std::int64_t rs = std::min<std::int64_t>(S - q0, r1);
+      L.map.narrow(1, q0, rs).narrow(2, 0, Sk).copy_(first.narrow(1, 0, rs).narrow(2, 0, Sk));
     }
+  };
+
+  // Explicit attention chunks (families whose softmax the fused kernel cannot run).
+  hooks.add(Hook::Pattern, [=](at::Tensor& p, const HookCtx& c) {
+    if (c.q_begin >= Tc) return;
+    const std::int64_t r1 = std::min(c.q_end, Tc) - c.q_begin;
+    auto pf = p.narrow(1, 0, r1).to(at::kFloat);                                    // [H, r1, q1]
+    auto ent = o_.basic ? -at::special_xlogy(pf, pf).sum(-1) : at::Tensor();       // nats
+    reduce_rows(c.layer, c.q_begin, pf.narrow(2, 0, std::min<std::int64_t>(std::max<std::int64_t>(S, s + 1), c.q_end)),
+                ent, c.sink_mass);
+  });
+  // The same statistics from the fused kernel's log-sum-exp (no pattern materialised).
+  hooks.set_attn_stats(Tc, std::max<std::int64_t>(S, s + 1));
+  hooks.add(Hook::AttnStats, [=](at::Tensor& first, const HookCtx& c) {
+    reduce_rows(c.layer, 0, first, *c.entropy, nullptr);
   });
 
   // Per-head outputs: the value update u = Σ_j A v_j W_O^h and the sink's part c = A_is v_s W_O^h.

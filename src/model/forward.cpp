@@ -6,6 +6,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cmath>
+#include <optional>
 
 #include "sink/model/model.hpp"
 #include "sink/util/error.hpp"
@@ -28,6 +29,7 @@ std::string hook_name(Hook h, int l) {
     case Hook::FinalNorm: return "ln_final.hook_normalized";
     case Hook::Logits: return "hook_logits";
     case Hook::SinkWeight: return b + "attn.hook_sink_weight";
+    case Hook::AttnStats: return b + "attn.hook_stats";
     case Hook::kCount: break;
   }
   return "?";
@@ -250,9 +252,46 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     // log-sum-exp gives: A[i,s] = exp(scale·q_i·k_s − lse_i).
     const bool subtract_fused = edit && edit->subtract_key >= 0 && edit->drop_key < 0 && plain_softmax &&
                                 !want_pattern && dev.is_cpu();
+    // Observation statistics straight from the fused kernel (no pattern rows at all).
+    const bool stats_fused = hooks.stats_rows() > 0 && hooks.any(Hook::AttnStats, l) && plain_softmax && !edit &&
+                             dev.is_cpu();
     if (!plain_softmax || (edit && !subtract_fused)) explicit_rows = T;
-    else if (want_pattern) explicit_rows = std::min(T, hooks.pattern_rows());
-    if (explicit_rows < T && !subtract_fused) {
+    else if (want_pattern && !stats_fused) explicit_rows = std::min(T, hooks.pattern_rows());
+    if (stats_fused) {
+      // One fused pass that also returns the log-sum-exp of each row; from it, for the
+      // first Tc rows: A[i,j] = exp(scale·q_i·k_j − lse_i) for the first S keys, and the
+      // entropy H_i = lse_i − scale·q_i·(Σ_j A_ij k_j) from a second fused pass with V = K.
+      const std::int64_t Tc = std::min(T, hooks.stats_rows()), S = std::min(T, hooks.stats_keys());
+      auto qs = q.permute({1, 0, 2}).unsqueeze(0);  // (1, H, T, dh)
+      auto ks = R > 1 ? kh.repeat_interleave(R, 0).unsqueeze(0) : kh.unsqueeze(0);
+      auto vs = R > 1 ? vh.repeat_interleave(R, 0).unsqueeze(0) : vh.unsqueeze(0);
+      std::optional<at::Tensor> bias;
+      auto rows = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
+      auto cols = rows.t();
+      if (W > 0)
+        bias = at::zeros({T, T}, qs.options()).masked_fill(at::logical_or(cols > rows, cols <= rows - W),
+                                                           -std::numeric_limits<float>::infinity());
+      auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, W == 0, bias, s.attn_scale);
+      z.copy_(out[0]);
+      auto qc = qs[0].narrow(1, 0, Tc).to(at::kFloat), kc = ks[0].narrow(1, 0, Tc);
+      std::optional<at::Tensor> bias_c;
+      if (bias) bias_c = bias->narrow(0, 0, Tc).narrow(1, 0, Tc);
+      auto okk = std::get<0>(at::_scaled_dot_product_flash_attention_for_cpu(
+          qs.narrow(2, 0, Tc), ks.narrow(2, 0, Tc), ks.narrow(2, 0, Tc), 0.0, W == 0, bias_c, s.attn_scale));
+      auto lse_c = lse[0].narrow(1, 0, Tc).to(at::kFloat);  // (H, Tc)
+      auto entropy = lse_c - (qc * okk[0].to(at::kFloat)).sum(-1) * s.attn_scale;
+      auto sc = at::matmul(qc, kc.narrow(1, 0, S).to(at::kFloat).transpose(-1, -2)) * s.attn_scale;  // (H, Tc, S)
+      auto r = rows.narrow(0, 0, Tc), kj = cols.narrow(1, 0, S);
+      auto visible = (kj <= r);
+      if (W > 0) visible = visible.logical_and(kj > r - W);
+      at::Tensor first = at::exp(sc - lse_c.unsqueeze(-1)) * visible.to(at::kFloat);
+      HookCtx sctx = ctx;
+      sctx.q_begin = 0;
+      sctx.q_end = Tc;
+      sctx.entropy = &entropy;
+      hooks.run(Hook::AttnStats, first, sctx);
+    }
+    if (explicit_rows < T && !subtract_fused && !stats_fused) {
       // Fused scaled-dot-product attention (same softmax, float32 accumulation, no
       // probabilities materialised). Without a window, one causal call over every row is
       // fastest; the explicit rows below then overwrite their share.

@@ -112,22 +112,41 @@ std::int64_t PartialStore::count_docs() const {
 }
 
 void prepare_partial_dir(const std::string& out, const std::string& sha,
-                         const std::map<std::string, std::int64_t>& run_docs, bool resume) {
+                         const std::map<std::string, std::int64_t>& run_docs, bool resume,
+                         const std::map<std::string, std::map<std::string, std::string>>& run_inputs) {
   const fs::path dir = fs::path(out) / ".partial";
   const fs::path man = dir / "manifest.json";
-  nlohmann::json want = {{"config_sha256", sha}, {"runs", run_docs}};
+  nlohmann::json want = {{"config_sha256", sha}, {"runs", run_docs}, {"inputs", run_inputs}};
   if (resume) {
     if (!fs::exists(man)) throw InputError(man.string(), "nothing to resume (no partial results here)");
     nlohmann::json have;
     try {
       have = nlohmann::json::parse(read_text_file(man.string()));
     } catch (const nlohmann::json::exception&) {
-      throw InputError(man.string(), "corrupt manifest");
+      throw InputError(man.string(), "corrupt manifest (not JSON)");
     }
-    if (have.value("config_sha256", "") != sha)
-      throw InputError(man.string(), "partial results of another config (sha256 " + have.value("config_sha256", "?") +
+    if (!have.is_object() || !have.contains("config_sha256") || !have["config_sha256"].is_string() ||
+        !have.contains("runs") || !have["runs"].is_object())
+      throw InputError(man.string(), "corrupt manifest (expected config_sha256 and runs)");
+    const std::string have_sha = have["config_sha256"].get<std::string>();
+    if (have_sha != sha)
+      throw InputError(man.string(), "partial results of another config (sha256 " + have_sha +
                                          "); refusing to --resume with this one");
     if (have["runs"] != want["runs"]) throw InputError(man.string(), "partial results of another set of documents");
+    // The same config over changed files (eval set, weights, tokenizer, calibration set) is another input too.
+    const nlohmann::json have_inputs = have.contains("inputs") ? have["inputs"] : nlohmann::json();
+    if (have_inputs != want["inputs"]) {
+      std::string what = "the inputs";
+      if (have_inputs.is_object())
+        for (const auto& [run, hashes] : run_inputs)
+          for (const auto& [k, v] : hashes)
+            if (!have_inputs.contains(run) || !have_inputs[run].is_object() || have_inputs[run].value(k, nlohmann::json()) != v) {
+              what = run + "'s " + k;
+              break;
+            }
+      throw InputError(man.string(), "partial results of other input files (" + what +
+                                         " changed since they were written); refusing to --resume");
+    }
     return;
   }
   std::error_code ec;

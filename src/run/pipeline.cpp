@@ -91,6 +91,8 @@ void on_root_checked(dist::Comm& world, const std::function<void()>& fn) {
     } catch (const InputError& e) {
       err = e.what();
       if (err.empty()) err = "error";
+    } catch (const fs::filesystem_error& e) {  // e.g. OUT is a file, or not writable
+      err = e.path1().string() + ": " + e.code().message();
     }
   }
   world.bcast(err, 0);
@@ -326,10 +328,14 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
 
   const std::string cfg_sha = sha256_hex(cfg.text.data(), cfg.text.size());
   std::map<std::string, std::int64_t> run_docs;
-  for (const auto& p : runs) run_docs[p.rc.name] = static_cast<std::int64_t>(p.docs.size());
+  std::map<std::string, std::map<std::string, std::string>> run_inputs;
+  for (const auto& p : runs) {
+    run_docs[p.rc.name] = static_cast<std::int64_t>(p.docs.size());
+    run_inputs[p.rc.name] = p.hashes;
+  }
   on_root_checked(world, [&] {
     fs::create_directories(cfg.out);
-    prepare_partial_dir(cfg.out, cfg_sha, run_docs, flags.resume);
+    prepare_partial_dir(cfg.out, cfg_sha, run_docs, flags.resume, run_inputs);
   });
   world.barrier();
 

@@ -44,7 +44,7 @@ TokConfig read_config(const fs::path& dir) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_file(p));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     throw InputError(p.string(), std::string("not valid JSON: ") + e.what());
   }
   auto name = [&](const char* key) -> std::string {

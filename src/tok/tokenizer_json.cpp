@@ -234,7 +234,7 @@ Pipeline parse_tokenizer_json(const std::string& path, const std::string& text) 
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     c.fail(std::string("not valid JSON: ") + e.what());
   }
   if (!j.is_object()) c.fail("not a tokenizer.json (top level is not an object)");

@@ -12,6 +12,10 @@
 //   hook_attn_out is o_proj's output (Gemma 2: before its post-attention norm);
 //   hook_mlp_out is the MLP's output as added to the residual (Gemma 2: after its post-norm)
 //   ln_final.hook_normalized [T, d_model]; hook_logits [T, vocab]
+//   attn.hook_stats  the statistics the observation needs without the pattern, from the fused
+//     kernel's log-sum-exp (see set_attn_stats): A[i, j] for the first S keys, [n_heads, rows, S]
+//     float32 (0 for j > i), with the rows' entropy in ctx.entropy. When a layer's attention
+//     cannot run fused (soft-capping, learned sinks, edits, no CPU kernel), hook_pattern runs instead.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -25,7 +29,7 @@
 namespace sink {
 
 enum class Hook : int {
-  ResidPre, Q, K, V, Pattern, Z, AttnOut, ResidMid, MlpOut, ResidPost, FinalNorm, Logits, SinkWeight, kCount
+  ResidPre, Q, K, V, Pattern, Z, AttnOut, ResidMid, MlpOut, ResidPost, FinalNorm, Logits, SinkWeight, AttnStats, kCount
 };
 
 // "blocks.3.attn.hook_pattern", "hook_logits", ...
@@ -39,6 +43,8 @@ struct HookCtx {
   const at::Tensor* sink_mass = nullptr;
   // Attention chunk: the values [n_kv_heads, q_end, head_dim] this chunk reads (for value-update metrics).
   const at::Tensor* v = nullptr;
+  // attn.hook_stats: the entropy −Σ_j A log A of rows q_begin..q_end-1, [n_heads, q_end - q_begin] float32.
+  const at::Tensor* entropy = nullptr;
 };
 
 using HookFn = std::function<void(at::Tensor& value, const HookCtx& ctx)>;
@@ -77,6 +83,10 @@ class Hooks {
   // rows); the rest of the attention may then run fused.
   void set_pattern_rows(std::int64_t rows) { pattern_rows_ = rows; }
   std::int64_t pattern_rows() const { return pattern_rows_; }
+  // Ask for hook_stats over the first `rows` query rows and the first `keys` keys.
+  void set_attn_stats(std::int64_t rows, std::int64_t keys) { stats_rows_ = rows, stats_keys_ = keys; }
+  std::int64_t stats_rows() const { return stats_rows_; }
+  std::int64_t stats_keys() const { return stats_keys_; }
   const AttnEdit* attn_edit(int layer) const {
     return layer < static_cast<int>(edits_.size()) &&
                    (edits_[layer].drop_key >= 0 || edits_[layer].subtract_key >= 0)
@@ -92,6 +102,7 @@ class Hooks {
   std::array<std::vector<Entry>, static_cast<int>(Hook::kCount)> fns_;
   std::vector<AttnEdit> edits_;
   std::int64_t pattern_rows_ = std::numeric_limits<std::int64_t>::max();
+  std::int64_t stats_rows_ = 0, stats_keys_ = 0;
 };
 
 }  // namespace sink

@@ -1,7 +1,8 @@
 // OUT/.partial/: what finished documents computed, kept as they finish, so a
 // killed run loses nothing and `--resume` computes only what is missing.
-//   manifest.json              the config's sha256 and each run's document count;
-//                              --resume refuses partial results of another config
+//   manifest.json              the config's sha256, each run's document count and the
+//                              hashes of its input files; --resume refuses partial
+//                              results of another config or of changed input files
 //   <run>/doc_<i>.safetensors  one document's per-document arrays
 //   <run>/bucket_<b>.ckpt      a bucket's running sums (geometry, μ) and how many of
 //                              its documents (in order) they include
@@ -42,8 +43,10 @@ class PartialStore {
   std::string dir_;
 };
 
-// The manifest: created fresh (wiping old partial results) or checked on --resume.
+// The manifest: created fresh (wiping old partial results) or checked on --resume
+// (same config text, document counts and input-file hashes, else an InputError).
 void prepare_partial_dir(const std::string& out_dir, const std::string& config_sha256,
-                         const std::map<std::string, std::int64_t>& run_docs, bool resume);
+                         const std::map<std::string, std::int64_t>& run_docs, bool resume,
+                         const std::map<std::string, std::map<std::string, std::string>>& run_inputs = {});
 
 }  // namespace sink
