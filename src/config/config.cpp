@@ -5,6 +5,7 @@
 // touch one run without reaching other runs through a shared alias.
 #include "sink/config/config.hpp"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -30,6 +31,7 @@ namespace fs = std::filesystem;
 constexpr std::size_t kMaxConfigBytes = 4u << 20;
 constexpr std::size_t kMaxOverrideBytes = 1u << 20;
 constexpr std::size_t kMaxNodes = 1'000'000;  // counted with aliases expanded
+constexpr std::size_t kMaxExpandedBytes = 64u << 20;  // scalars, keys and key paths, aliases expanded
 constexpr int kMaxDepth = 64;
 
 struct Entry;
@@ -133,21 +135,32 @@ class Loader {
 
   // ---- YAML -> Node ---------------------------------------------------------
 
-  // Counts nodes as a walk with aliases expanded would visit them, without
-  // allocating, so an alias bomb is refused before anything is copied.
-  void count(const YAML::Node& y, int depth, std::size_t& n, const std::string& what) const {
-    if (++n > kMaxNodes)
+  // Counts nodes, and the bytes of their scalars, keys and dotted key paths,
+  // as a walk with aliases expanded would visit them, without allocating: an
+  // alias bomb (many nodes, or one long scalar or key referenced many times)
+  // is refused before anything is copied.
+  struct Budget {
+    std::size_t nodes = 0, bytes = 0;
+  };
+  void count(const YAML::Node& y, int depth, Budget& b, std::size_t path_len, const std::string& what) const {
+    if (++b.nodes > kMaxNodes)
       fail_file(what + ": more than " + std::to_string(kMaxNodes) +
                 " values once aliases are expanded (an alias bomb?)");
     if (depth > kMaxDepth)
       fail_file(what + ": nested deeper than " + std::to_string(kMaxDepth) +
                 " levels (a self-referencing alias?)");
+    b.bytes += path_len + (y.IsScalar() ? y.Scalar().size() : 0);
+    if (b.bytes > kMaxExpandedBytes)
+      fail_file(what + ": more than " + std::to_string(kMaxExpandedBytes >> 20) +
+                " MiB of text once aliases are expanded (an alias bomb?)");
     if (y.IsSequence()) {
-      for (const auto& c : y) count(c, depth + 1, n, what);
+      std::size_t i = 0;
+      for (const auto& c : y) count(c, depth + 1, b, path_len + 1 + std::to_string(i++).size(), what);
     } else if (y.IsMap()) {
       for (const auto& kv : y) {
-        count(kv.first, depth + 1, n, what);
-        count(kv.second, depth + 1, n, what);
+        count(kv.first, depth + 1, b, 0, what);
+        const std::size_t key_len = kv.first.IsScalar() ? kv.first.Scalar().size() : 0;
+        count(kv.second, depth + 1, b, path_len + 1 + key_len, what);
       }
     }
   }
@@ -197,20 +210,50 @@ class Loader {
     return n;
   }
 
+  // Where each YAML document starts (yaml-cpp's event parser, nothing built).
+  struct DocumentStarts : YAML::EventHandler {
+    std::vector<YAML::Mark> marks;
+    void OnDocumentStart(const YAML::Mark& m) override { marks.push_back(m); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+  };
+
   YAML::Node parse(const std::string& text, const std::string& what) const {
-    std::vector<YAML::Node> docs;
     try {
-      docs = YAML::LoadAll(text);
+      // Count the documents first, with the event parser: yaml-cpp 0.7 never
+      // gets past a ',' outside a flow collection (it reports an empty document
+      // there again and again, and YAML::LoadAll collects them until memory runs
+      // out; found by fuzz/fuzz_config_yaml). A document that starts where the
+      // previous one did is that case.
+      std::istringstream in(text);
+      YAML::Parser parser(in);
+      DocumentStarts starts;
+      while (parser.HandleNextDocument(starts)) {
+        const auto& m = starts.marks;
+        if (m.size() >= 2 && m.back().pos == m[m.size() - 2].pos) {
+          const YAML::Mark& at = m.back();
+          const std::size_t pos = static_cast<std::size_t>(std::max(at.pos, 0));
+          const std::string c = pos < text.size() ? std::string(1, text[pos]) : std::string("end of input");
+          fail_file(what + "not valid YAML: line " + std::to_string(at.line + 1) + ", column " +
+                    std::to_string(at.column + 1) + ": unexpected '" + c + "'");
+        }
+      }
+      if (starts.marks.size() > 1)
+        fail_file(what.empty() ? "holds " + std::to_string(starts.marks.size()) + " YAML documents, expected one"
+                               : what + "several YAML documents");
+      return starts.marks.empty() ? YAML::Node() : YAML::Load(text);
     } catch (const YAML::ParserException& e) {  // DeepRecursion is one too
       fail_file(what + "not valid YAML: line " + std::to_string(e.mark.line + 1) + ", column " +
                 std::to_string(e.mark.column + 1) + ": " + e.msg);
     } catch (const YAML::Exception& e) {
       fail_file(what + "not valid YAML: " + e.msg);
     }
-    if (docs.size() > 1)
-      fail_file(what.empty() ? "holds " + std::to_string(docs.size()) + " YAML documents, expected one"
-                             : what + "several YAML documents");
-    return docs.empty() ? YAML::Node() : docs[0];
   }
 
   Node read_file() const {
@@ -226,8 +269,8 @@ class Loader {
     if (text.size() > kMaxConfigBytes)
       fail_file("larger than " + std::to_string(kMaxConfigBytes >> 20) + " MiB; not a config file");
     YAML::Node y = parse(text, "");
-    std::size_t n = 0;
-    count(y, 0, n, "the file");
+    Budget budget;
+    count(y, 0, budget, 0, "the file");
     Node root = convert(y, "");
     if (root.kind == Node::Kind::Null) fail_file("is empty");
     if (root.kind != Node::Kind::Map) fail_file("expected a map of keys at the top level");
@@ -242,8 +285,8 @@ class Loader {
     std::string key = spec.substr(0, eq), value = spec.substr(eq + 1);
     if (value.size() > kMaxOverrideBytes) fail_file("--set " + key + ": value too long");
     YAML::Node y = parse(value, "--set " + key + ": value is ");
-    std::size_t n = 0;
-    count(y, 0, n, "--set " + key);
+    Budget budget;
+    count(y, 0, budget, key.size(), "--set " + key);
     Node v = convert(y, key);
     mark_from_set(v);
 

@@ -18,6 +18,14 @@ namespace {
 constexpr std::uint32_t kMaxDims = 4;  // GGML_MAX_DIMS
 constexpr int kMaxArrayDepth = 16;     // nested metadata arrays; real files use 1
 constexpr std::uint64_t kDefaultAlignment = 32;
+// Bounds on what the header can make us allocate, beyond "fits in the file"
+// (a multi-GB file could otherwise declare 10^8 tensors or metadata values,
+// each taking far more memory than its bytes on disk). Real files: a few
+// thousand tensors (tens of thousands for MoE), a few hundred keys, and about
+// a million array values (a 256k vocabulary with its scores, types and merges).
+constexpr std::uint64_t kMaxTensors = 1u << 20;
+constexpr std::uint64_t kMaxKeyValues = 1u << 20;
+constexpr std::uint64_t kMaxArrayValues = 1u << 24;  // all metadata array elements together
 
 std::string quote(const std::string& s) { return "'" + s + "'"; }
 
@@ -55,6 +63,14 @@ class Cursor {
 
   [[noreturn]] void fail(const std::string& problem) const { throw InputError(path_, problem); }
 
+  // Counts metadata array elements against kMaxArrayValues before they are allocated.
+  void add_array_values(std::uint64_t n, const std::string& what) {
+    if (n > kMaxArrayValues - array_values_)
+      fail("metadata arrays hold more than " + std::to_string(kMaxArrayValues) + " values (at " + what +
+           "); not a model file");
+    array_values_ += n;
+  }
+
   std::uint64_t pos() const { return pos_; }
   std::uint64_t left() const { return size_ - pos_; }
 
@@ -89,6 +105,7 @@ class Cursor {
   const std::uint8_t* data_;
   std::uint64_t size_;
   std::uint64_t pos_ = 0;
+  std::uint64_t array_values_ = 0;
 };
 
 GGUFValue read_value(Cursor& c, std::uint32_t type, const std::string& what, int depth) {
@@ -142,6 +159,7 @@ GGUFValue read_value(Cursor& c, std::uint32_t type, const std::string& what, int
       if (n > c.left() / min)
         c.fail("array count " + std::to_string(n) + " of " + what + " at byte " + std::to_string(at) +
                " cannot fit in the " + std::to_string(c.left()) + " bytes left in the file");
+      c.add_array_values(n, what);
       GGUFValue::Array arr;
       arr.reserve(static_cast<std::size_t>(n));
       for (std::uint64_t i = 0; i < n; ++i) arr.push_back(read_value(c, et, what, depth + 1));
@@ -204,6 +222,10 @@ GGUFFile::GGUFFile(const std::string& path) : file_(path) {
   };
   check_count(n_kv, 13, "metadata count");
   check_count(n_tensors, 24, "tensor count");
+  if (n_kv > kMaxKeyValues)
+    c.fail("metadata count " + std::to_string(n_kv) + " exceeds the limit of " + std::to_string(kMaxKeyValues));
+  if (n_tensors > kMaxTensors)
+    c.fail("tensor count " + std::to_string(n_tensors) + " exceeds the limit of " + std::to_string(kMaxTensors));
 
   // --- key/value metadata
   for (std::uint64_t i = 0; i < n_kv; ++i) {

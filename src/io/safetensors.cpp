@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -96,6 +97,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(path) {
       throw bad("data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] past the end of the data (" +
                 std::to_string(buf_size) + " bytes; file truncated?)");
     const unsigned __int128 want = elems * dtype_size(*dt);
+    if (want > std::numeric_limits<std::uint64_t>::max()) throw bad("shape is impossibly large");
     if (want != en - b)
       throw bad("shape and dtype need " + std::to_string((std::uint64_t)want) + " bytes but data_offsets give " +
                 std::to_string(en - b));

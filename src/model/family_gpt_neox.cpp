@@ -14,8 +14,11 @@ void read_gpt_neox(const Cfg& c, ModelSpec& s) {
   check_activation(c, "hidden_act", "gelu");
   s.norm_eps = c.f("layer_norm_eps", 1e-5);
   s.rope = read_rope(c, c.f("rotary_emb_base", 10000.0));
-  if (!c.has("rope_parameters") && !c.has("partial_rotary_factor"))
+  if (!c.has("rope_parameters") && !c.has("partial_rotary_factor")) {
     s.rope.partial_rotary_factor = c.f("rotary_pct", 0.25);
+    if (!(s.rope.partial_rotary_factor > 0 && s.rope.partial_rotary_factor <= 1))
+      throw c.err("rotary_pct", "must be in (0, 1]");
+  }
   s.qkv_bias = s.o_bias = s.mlp_bias = c.b("attention_bias", true);
   s.parallel_residual = c.b("use_parallel_residual", true);
   if (c.has("num_key_value_heads") && s.n_kv_heads != s.n_heads)

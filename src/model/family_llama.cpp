@@ -18,8 +18,9 @@ void read_llama_like(const Cfg& c, ModelSpec& s, const std::string& model_type) 
     if (c.has("layer_types")) {
       read_layer_types(c, s, w);
     } else if (w > 0) {
-      const int first = static_cast<int>(c.i("max_window_layers", 28));
-      for (int l = first; l < s.n_layers; ++l) s.sliding_window[l] = w;
+      const std::int64_t first = c.i("max_window_layers", 28);
+      if (first < 0) throw c.err("max_window_layers", "must not be negative, got " + std::to_string(first));
+      for (std::int64_t l = first; l < s.n_layers; ++l) s.sliding_window[l] = w;
     }
   };
   if (model_type == "llama") {

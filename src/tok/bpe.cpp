@@ -49,6 +49,9 @@ Bpe::Bpe(BpeConfig cfg)
   std::int32_t max_id = -1;
   for (const auto& [tok, id] : vocab_) {
     if (id < 0) throw std::invalid_argument("negative id for token '" + tok + "'");
+    if (id > kMaxTokenId)
+      throw std::invalid_argument("id " + std::to_string(id) + " of token '" + tok + "' exceeds the limit of " +
+                                  std::to_string(kMaxTokenId) + " (2^24 - 1)");
     max_id = std::max(max_id, id);
   }
   id_to_token_.assign(static_cast<std::size_t>(max_id + 1), std::string());

@@ -91,7 +91,7 @@ class GgufSpmTokenizer final : public Tokenizer {
       }
       // A token with "▁" after a non-"▁" char could join text across a word start.
       for (std::size_t p = t.find(kMeta); p != std::string::npos; p = t.find(kMeta, p + 1))
-        if (p > 0 && t.compare(p - kMeta.size(), kMeta.size(), kMeta) != 0) cross = true;
+        if (p > 0 && (p < kMeta.size() || t.compare(p - kMeta.size(), kMeta.size(), kMeta) != 0)) cross = true;
     }
     split_words_ = !cross;
     std::sort(specials_.begin(), specials_.end(), [&](std::int32_t a, std::int32_t b) {

@@ -27,6 +27,15 @@ bool bool_or(const json& j, const char* key, bool def) {
   return it != j.end() && it->is_boolean() ? it->get<bool>() : def;
 }
 
+// A token id: an integer in [0, kMaxTokenId] (get<int32_t> would wrap 2^32 + 5 to 5).
+std::int32_t token_id(const Ctx& c, const json& v, const std::string& what) {
+  if (!v.is_number_integer()) c.fail(what + " is not an integer");
+  const bool neg = v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() < 0;
+  if (neg || v.get<std::uint64_t>() > static_cast<std::uint64_t>(kMaxTokenId))
+    c.fail(what + " " + v.dump() + " is outside [0, " + std::to_string(kMaxTokenId) + "]");
+  return static_cast<std::int32_t>(v.get<std::int64_t>());
+}
+
 std::shared_ptr<const Regex> make_regex(const Ctx& c, const std::string& pattern, const char* where) {
   try {
     return std::make_shared<const Regex>(pattern);
@@ -102,6 +111,7 @@ void read_pre(const Ctx& c, const json& j, std::vector<PreStep>& out) {
   } else if (type == "Metaspace") {
     PreStep st = PreStep::make(PreStep::kMetaspace);
     st.replacement = str_or(j, "replacement", "\xE2\x96\x81");
+    if (st.replacement.empty()) c.fail("pre_tokenizer Metaspace: empty replacement");
     st.prepend = read_prepend_scheme(j);
     st.split = bool_or(j, "split", true);
     out.push_back(std::move(st));
@@ -151,7 +161,7 @@ std::int32_t special_id(const Ctx& c, const json& specials, const std::string& n
   if (it == specials.end() || !it->contains("ids") || (*it)["ids"].empty())
     c.fail("post_processor names special token '" + name + "' without ids");
   if ((*it)["ids"].size() != 1) c.fail("post_processor special token '" + name + "' has several ids");
-  return (*it)["ids"][0].get<std::int32_t>();
+  return token_id(c, (*it)["ids"][0], "post_processor id of '" + name + "'");
 }
 
 void read_post(const Ctx& c, const json& j, Pipeline& p) {
@@ -175,8 +185,8 @@ void read_post(const Ctx& c, const json& j, Pipeline& p) {
       }
     }
   } else if (type == "BertProcessing" || type == "RobertaProcessing") {
-    p.prefix.push_back(j.at("cls").at(1).get<std::int32_t>());
-    p.suffix.push_back(j.at("sep").at(1).get<std::int32_t>());
+    p.prefix.push_back(token_id(c, j.at("cls").at(1), "post_processor cls id"));
+    p.suffix.push_back(token_id(c, j.at("sep").at(1), "post_processor sep id"));
   } else {
     c.fail("unsupported post_processor '" + type + "'");
   }
@@ -197,8 +207,7 @@ void read_model(const Ctx& c, const json& m, Pipeline& p, bool byte_level) {
   cfg.byte_level = byte_level;
   cfg.vocab.reserve(m["vocab"].size());
   for (const auto& [tok, id] : m["vocab"].items()) {
-    if (!id.is_number_integer()) c.fail("model.vocab: id of '" + tok + "' is not an integer");
-    cfg.vocab.emplace(tok, id.get<std::int32_t>());
+    cfg.vocab.emplace(tok, token_id(c, id, "model.vocab: id of '" + tok + "'"));
   }
   const auto& merges = m["merges"];
   cfg.merges.reserve(merges.size());
@@ -261,7 +270,7 @@ Pipeline parse_tokenizer_json(const std::string& path, const std::string& text) 
       for (const auto& a : j["added_tokens"]) {
         AddedToken t;
         t.content = a.at("content").get<std::string>();
-        t.id = a.at("id").get<std::int32_t>();
+        t.id = token_id(c, a.at("id"), "added_tokens id of '" + t.content + "'");
         t.special = bool_or(a, "special", false);
         t.normalized = bool_or(a, "normalized", !t.special);
         t.lstrip = bool_or(a, "lstrip", false);

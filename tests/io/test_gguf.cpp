@@ -451,6 +451,43 @@ TEST(gguf_bad, RandomCorruptionNeverCrashes) {
   fs::remove_all(dir);
 }
 
+// Counts that fit in the file but would make us allocate far more than its size
+// (each tensor info or metadata value takes tens of bytes in memory): refused
+// before any allocation. The files are sparse: large, but only a header on disk.
+TEST(gguf_bad, AllocationLimits) {
+  const fs::path dir = temp_dir("limits");
+  auto header = [](std::uint64_t n_tensors, std::uint64_t n_kv) {
+    std::string h = "GGUF";
+    auto put = [&](auto v) { h.append(reinterpret_cast<const char*>(&v), sizeof v); };
+    put(std::uint32_t{3});
+    put(n_tensors);
+    put(n_kv);
+    return h;
+  };
+  auto sparse = [&](const std::string& name, const std::string& head, std::uint64_t size) {
+    const fs::path p = dir / name;
+    write_bytes(p, head);
+    fs::resize_file(p, size);
+    return p.string();
+  };
+  // 2^20 + 1 tensor infos of at least 24 bytes each fit in 26 MB.
+  std::string msg = open_error(sparse("tensors.gguf", header((1u << 20) + 1, 0), 26u << 20));
+  EXPECT_NE(msg.find("tensor count 1048577 exceeds the limit of 1048576"), std::string::npos) << msg;
+  msg = open_error(sparse("kv.gguf", header(0, (1u << 20) + 1), 14u << 20));
+  EXPECT_NE(msg.find("metadata count 1048577 exceeds the limit"), std::string::npos) << msg;
+  // One metadata array of 2^24 + 1 UINT8 values: 17 MB on disk, ~1 GB as GGUFValues.
+  std::string h = header(0, 1);
+  auto put = [&](auto v) { h.append(reinterpret_cast<const char*>(&v), sizeof v); };
+  put(std::uint64_t{4});
+  h += "big!";
+  put(std::uint32_t{9});  // ARRAY
+  put(std::uint32_t{0});  // of UINT8
+  put(std::uint64_t{(1u << 24) + 1});
+  msg = open_error(sparse("array.gguf", h, h.size() + (1u << 24) + 1));
+  EXPECT_NE(msg.find("metadata arrays hold more than 16777216 values"), std::string::npos) << msg;
+  fs::remove_all(dir);
+}
+
 TEST(gguf_bad, MissingFile) {
   const std::string msg = open_error("/nonexistent/model.gguf");
   EXPECT_NE(msg.find("/nonexistent/model.gguf"), std::string::npos) << msg;

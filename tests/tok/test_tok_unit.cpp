@@ -29,6 +29,21 @@ TEST(Unicode, LossyMatchesPython) {
   EXPECT_FALSE(is_valid_utf8("\xC0\x80"));  // overlong
 }
 
+// Vocabulary strings of tokenizer.model and GGUF files are raw bytes: a sequence
+// cut short by the end is one U+FFFD, never a read past the end (found by
+// fuzz/fuzz_tokenizer_model in the Strip decoder).
+TEST(Unicode, NextCpStopsAtTheEnd) {
+  for (std::string s : {"a\xF0", "a\xF0\x9F", "a\xF0\x9F\x98", "a\xE2\x96", "a\xC3"}) {
+    std::size_t i = 1;
+    EXPECT_EQ(next_cp(s, i), U'\uFFFD') << s.size();
+    EXPECT_EQ(i, 2u);
+  }
+  std::string ok = "a\xF0\x9F\x98\x80";
+  std::size_t i = 1;
+  EXPECT_EQ(next_cp(ok, i), U'\U0001F600');
+  EXPECT_EQ(i, 5u);
+}
+
 TEST(Unicode, Nfc) {
   EXPECT_EQ(nfc("e\xCC\x81"), "\xC3\xA9");                      // e + acute -> é
   EXPECT_EQ(nfc("\xE2\x84\xAB"), "\xC3\x85");                   // Angstrom sign -> Å
@@ -159,6 +174,18 @@ TEST(TokenizerJson, BrokenFilesAreInputErrors) {
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a"]}})", "not two tokens");
   expect_error(R"({"normalizer": {"type": "Lowercase"}, "model": {"type": "BPE", "vocab": {}, "merges": []}})",
                "unsupported normalizer 'Lowercase'");
+  // Found by fuzz/fuzz_tokenizer_json and review (docs/reliability.md): ids sizing a
+  // table (2^31 - 1 asked for 64 GB), ids that get<int32_t> wrapped, a number that
+  // overflows a double, a Metaspace split on "" that never advanced.
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 2147483647}, "merges": []}})",
+               "model.vocab: id of 'a' 2147483647 is outside [0, 16777215]");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 4294967301}, "merges": []}})", "is outside [0, ");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}})", "is outside [0, ");
+  expect_error(R"({"added_tokens": [{"id": 16777216, "content": "<x>"}],
+                   "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})", "added_tokens id of '<x>'");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 1e999}, "merges": []}})", "not valid JSON");
+  expect_error(R"({"pre_tokenizer": {"type": "Metaspace", "replacement": ""},
+                   "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})", "Metaspace: empty replacement");
   EXPECT_THROW(load_tokenizer("/nonexistent/tokenizer.json"), InputError);
   EXPECT_THROW(load_tokenizer(write_tmp("tokenizer.model", "\x0a\x05\x0a\x01").string()), InputError);
 }

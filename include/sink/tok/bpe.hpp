@@ -26,6 +26,11 @@ struct StringHash {
 template <class V>
 using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
 
+// Token ids must lie below this (2^24, the bound config.json's vocab_size has
+// too). Tables indexed by id are sized by the largest id, so a file naming id
+// 2^31 - 1 would otherwise make us allocate 64 GB; real vocabularies are < 2^18.
+inline constexpr std::int64_t kMaxTokenId = (std::int64_t{1} << 24) - 1;
+
 // (left id, right id) -> (rank, merged id), open addressing.
 class PairTable {
  public:

@@ -8,11 +8,15 @@
 
 namespace sink::tok {
 
-// Decodes one code point at s[i]; advances i. Assumes valid UTF-8.
+// Decodes one code point at s[i]; advances i. Meant for valid UTF-8; on
+// invalid input (vocabulary strings of a tokenizer.model or a GGUF file are
+// raw bytes) it returns some code point, and a sequence cut short by the end
+// of s is one U+FFFD for its lead byte: it never reads past the end.
 inline char32_t next_cp(std::string_view s, std::size_t& i) {
   auto b = static_cast<unsigned char>(s[i]);
   if (b < 0x80) { ++i; return b; }
   int n = b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : 1;
+  if (n >= static_cast<int>(s.size() - i)) { ++i; return 0xFFFD; }
   char32_t cp = b & (0x3F >> n);
   for (int k = 0; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + 1 + k]) & 0x3F);
   i += n + 1;
