@@ -102,6 +102,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 # --- replay every saved failing input ------------------------------------------------------
+unset SINK_FUZZ_WORKDIR  # the replays use private folders, removed at exit
 cmake "$B" >/dev/null  # pick up new files in fuzz/regressions/
 cmake --build "$B" --target "${TARGETS[@]}" -j "${SINK_FUZZ_JOBS:-1}" >>"$B/build.log" 2>&1
 only=$(IFS="|"; echo "${TARGETS[*]}")
