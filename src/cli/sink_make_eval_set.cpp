@@ -24,6 +24,7 @@
 #include "sink/cli/args.hpp"
 #include "sink/config/eval_set.hpp"
 #include "sink/tok/tokenizer.hpp"
+#include "sink/util/atomic_file.hpp"
 #include "sink/util/error.hpp"
 
 namespace fs = std::filesystem;
@@ -186,18 +187,7 @@ std::string required(const sink::Args& a, const std::string& flag) {
 }
 
 void write_file(const fs::path& p, const std::string& bytes) {
-  // Written beside and renamed, so a killed run never leaves half a file.
-  fs::path tmp = p;
-  tmp += ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw InputError(tmp.string(), "cannot write");
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!f.flush()) throw InputError(tmp.string(), "write error");
-  }
-  std::error_code ec;
-  fs::rename(tmp, p, ec);
-  if (ec) throw InputError(p.string(), "cannot write: " + ec.message());
+  sink::write_file_atomic(p.string(), bytes);  // a killed run never leaves half a file
 }
 
 int body(int argc, char** argv) {

@@ -60,7 +60,23 @@ int main(int argc, char** argv) {
   } catch (const InputError& e) {
     if (world.rank() == 0) std::fprintf(stderr, "sink-run: error: %s\n", e.what());
     rc = kExitBadInput;
+  } catch (const ResourceError& e) {
+    // A full disk, a read-only output, memory exhausted: finished documents are kept for --resume.
+    if (e.on_every_rank() || world.size() == 1) {
+      if (world.rank() == 0) std::fprintf(stderr, "sink-run: error: %s\n", e.what());
+      // HDF5 may hold a file it failed to close (a full disk); finalizing would try again.
+      if (world.size() == 1) dist::Env::exit_without_finalize(kExitResource);
+      rc = kExitResource;
+    } else {
+      std::fprintf(stderr, "sink-run: rank %d: error: %s\n", world.rank(), e.what());
+      dist::Env::abort(kExitResource);  // the other ranks may be waiting in a collective
+    }
   } catch (const std::exception& e) {
+    if (is_out_of_memory(e)) {  // outside a document (loading weights): nothing computed yet
+      std::fprintf(stderr, "sink-run: rank %d: error: out of memory: %s\n", world.rank(), first_line(e.what()).c_str());
+      if (world.size() == 1) dist::Env::exit_without_finalize(kExitResource);
+      dist::Env::abort(kExitResource);
+    }
     std::string msg = e.what();
     if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
     std::fprintf(stderr, "sink-run: rank %d: internal error: %s\n", world.rank(), msg.c_str());

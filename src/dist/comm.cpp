@@ -87,6 +87,12 @@ Env::~Env() {
     std::fprintf(stderr, "sink::dist: MPI_Finalize failed (%d)\n", rc);
 }
 
+void Env::exit_without_finalize(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(code);
+}
+
 void Env::abort(int code) {
   std::fflush(stdout);
   std::fflush(stderr);

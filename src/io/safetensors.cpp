@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "sink/util/atomic_file.hpp"
 #include "sink/util/error.hpp"
 
 namespace sink {
@@ -194,18 +195,10 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   }
   std::string hs = h.dump();
   while ((8 + hs.size()) % 8) hs.push_back(' ');  // keep the data 8-byte aligned
-  const std::string tmp = path + ".partial";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw InputError(path, "cannot write");
-    std::uint64_t n = hs.size();
-    f.write(reinterpret_cast<const char*>(&n), 8);
-    f.write(hs.data(), static_cast<std::streamsize>(hs.size()));
-    for (std::size_t i = 0; i < tensors.size(); ++i)
-      f.write(static_cast<const char*>(tensors[i].data), static_cast<std::streamsize>(sizes[i]));
-    if (!f) throw InputError(path, "write failed (disk full?)");
-  }
-  fs::rename(tmp, path);  // never leave a half-written file under the final name
+  const std::uint64_t n = hs.size();
+  std::vector<Piece> pieces{{&n, 8}, {hs.data(), hs.size()}};
+  for (std::size_t i = 0; i < tensors.size(); ++i) pieces.push_back({tensors[i].data, sizes[i]});
+  write_file_atomic(path, pieces.data(), pieces.size());  // never a half-written file under the final name
 }
 
 }  // namespace sink

@@ -4,10 +4,10 @@
 
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "sink/io/safetensors.hpp"
+#include "sink/util/atomic_file.hpp"
 #include "sink/util/error.hpp"
 #include "sink/util/mapped_file.hpp"
 
@@ -18,17 +18,7 @@ namespace {
 
 constexpr char kBucketMagic[8] = {'S', 'I', 'N', 'K', 'B', 'K', 'T', '1'};
 
-void atomic_write(const fs::path& path, const std::string& bytes) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw InputError(tmp.string(), "cannot write (is the output folder writable?)");
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    f.flush();
-    if (!f) throw InputError(tmp.string(), "write failed (disk full?)");
-  }
-  fs::rename(tmp, path);
-}
+void atomic_write(const fs::path& path, const std::string& bytes) { write_file_atomic(path.string(), bytes); }
 
 DType to_dtype(at::ScalarType t) {
   switch (t) {

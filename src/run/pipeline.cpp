@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -31,6 +32,7 @@
 #include "sink/store/h5.hpp"
 #include "sink/tok/tokenizer.hpp"
 #include "sink/util/error.hpp"
+#include "sink/util/fault.hpp"
 #include "sink/util/log.hpp"
 #include "sink/util/mapped_file.hpp"
 
@@ -82,21 +84,29 @@ std::string tokenizer_file(const std::string& model_path) {
   return "";
 }
 
-// Runs `fn` on rank 0 only; an InputError there becomes the same InputError on every rank.
+// Runs `fn` on rank 0 only; an InputError (or ResourceError) there becomes the same error on every rank.
 void on_root_checked(dist::Comm& world, const std::function<void()>& fn) {
   std::string err;
+  int kind = 0;  // 1 input, 2 resource
   if (world.rank() == 0) {
     try {
       fn();
     } catch (const InputError& e) {
-      err = e.what();
-      if (err.empty()) err = "error";
-    } catch (const fs::filesystem_error& e) {  // e.g. OUT is a file, or not writable
-      err = e.path1().string() + ": " + e.code().message();
+      err = e.what(), kind = 1;
+    } catch (const ResourceError& e) {
+      err = e.what(), kind = 2;
+    } catch (const fs::filesystem_error& e) {  // e.g. OUT is a file (input), or read-only / full (resource)
+      const int c = e.code().value();
+      const bool machine = c == EROFS || c == ENOSPC || c == EDQUOT || c == EACCES || c == EPERM;
+      err = e.path1().string() + ": " + e.code().message(), kind = machine ? 2 : 1;
     }
+    if (kind && err.empty()) err = "error";
   }
-  world.bcast(err, 0);
-  if (!err.empty()) throw InputError("", err);
+  std::string msg = kind ? std::to_string(kind) + err : "";  // the kind travels as the first character
+  world.bcast(msg, 0);
+  if (msg.empty()) return;
+  if (msg[0] == '2') throw ResourceError("", msg.substr(1), /*on_every_rank=*/true);
+  throw InputError("", msg.substr(1));
 }
 
 // Progress on stderr, on one rank: a bar on a terminal, a line every ~10% or 60 s in logs.
@@ -269,7 +279,18 @@ void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs
     for (std::int64_t j = bk.first + st.done; j < bk.first + bk.count; ++j) {
       GeometryAccumulator g;
       MuAccumulator m;
-      DocArrays a = fn(docs[j], g, m);
+      DocArrays a;
+      try {
+        if (std::string(fault::at("doc.start", j)) == "oom") (void)at::empty({std::int64_t(1) << 40}, at::kFloat);
+        a = fn(docs[j], g, m);
+      } catch (const std::exception& e) {
+        if (!is_out_of_memory(e)) throw;
+        throw ResourceError(fs::path(store.dir()).filename().string(),
+                            "out of memory on document '" + docs[j].id + "' (" + std::to_string(docs[j].ids.size()) +
+                                " tokens): " + first_line(e.what()) +
+                                "; lower max_total_tokens or run fewer ranks per node, then --resume");
+      }
+      fault::at("doc.computed", j);
       if (write_docs) store.write_doc(j, a);
       if (have) {  // continue the bucket's sums in document order
         if (!g.empty()) {
@@ -295,6 +316,7 @@ void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs
       if (!geom.empty()) st.geometry = geom.to_flat();
       if (!mu.empty()) st.mu = mu.to_flat();
       store.write_bucket(b, st);
+      fault::at("doc.recorded", j);
       tick();
       // Fault injection for the tests (a rank killed mid-run): slow each document down.
       static const long delay_ms = [] {
@@ -310,6 +332,7 @@ void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs
 
 int sink_run(const RunFlags& flags, dist::Comm& world) {
   const RunTimes times{now_iso(), ""};
+  fault::set_rank(world.rank());
   Config cfg = load_config(flags.config_path, flags.sets);
   log::set_level(world.rank() == 0 ? cfg.log_level : "warn");  // rank 0 speaks for all
 
@@ -335,7 +358,18 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   }
   on_root_checked(world, [&] {
     fs::create_directories(cfg.out);
+    struct statvfs v {};
+    if (::statvfs(cfg.out.c_str(), &v) == 0 && (v.f_flag & ST_RDONLY))
+      throw ResourceError(cfg.out, "read-only file system; nothing can be written there");
+    // A results file someone made read-only is kept, not silently replaced at the end of a long run.
+    const fs::path results = fs::path(cfg.out) / "results.h5";
+    std::error_code ec;
+    const auto st = fs::status(results, ec);
+    const auto any_write = fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write;
+    if (!ec && fs::exists(st) && (st.permissions() & any_write) == fs::perms::none)
+      throw ResourceError(results.string(), "is read-only; refusing to replace it (make it writable, or set another out:)");
     prepare_partial_dir(cfg.out, cfg_sha, run_docs, flags.resume, run_inputs);
+    fs::remove(results.string() + ".writing", ec);  // left by a run killed while writing; never a result
   });
   world.barrier();
 

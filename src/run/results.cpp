@@ -7,13 +7,21 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
 
+#include <sys/statvfs.h>
+#include <unistd.h>
+
 #include "sink/dist/comm.hpp"
 #include "sink/run/partial.hpp"
 #include "sink/store/h5.hpp"
+#include "sink/util/error.hpp"
+#include "sink/util/fault.hpp"
 
 #ifndef SINK_VERSION
 #define SINK_VERSION "0.1.0"
@@ -248,12 +256,42 @@ void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& 
 
 }  // namespace
 
+// Refuses before the HDF5 file is created when the disk cannot hold it: a write that fails
+// half-way leaves HDF5's state broken for the rest of the process. The estimate is the size
+// of the per-document partial results (the file holds the same numbers) plus a margin.
+void check_space_for_results(const std::string& out_dir, const std::vector<RunOutcome>& runs, dist::Comm& world) {
+  if (std::string(fault::at("results.space_check")) == "skip") return;  // the tests' way to fail inside HDF5
+  std::string err;
+  if (world.rank() == 0) {
+    double need = 1 << 20;
+    std::error_code ec;
+    for (const auto& r : runs)
+      for (const auto& e : fs::directory_iterator(fs::path(out_dir) / ".partial" / r.rc.name, ec))
+        if (e.path().extension() == ".safetensors") need += 1.1 * static_cast<double>(e.file_size(ec));
+    struct statvfs v {};
+    if (::statvfs(out_dir.c_str(), &v) == 0 && !(v.f_flag & ST_RDONLY)) {
+      const double have = static_cast<double>(v.f_bavail) * static_cast<double>(v.f_frsize);
+      if (have < need) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "%.1f MiB free, writing results.h5 needs about %.1f MiB", have / (1 << 20),
+                      need / (1 << 20));
+        err = std::string("no space left on device (") + buf +
+              "); the partial results are kept: free space, then rerun with --resume";
+      }
+    }
+  }
+  world.bcast(err, 0);
+  if (!err.empty()) throw ResourceError(out_dir, err, /*on_every_rank=*/true);
+}
+
 void write_results(const std::string& out_dir, const Config& cfg, const std::vector<RunOutcome>& runs,
                    const RunTimes& times, dist::Comm& world) {
   const std::string final_path = (fs::path(out_dir) / "results.h5").string();
   const std::string tmp = final_path + ".writing";
-  {
+  check_space_for_results(out_dir, runs, world);
+  try {
     auto f = h5::File::create(tmp, &world);
+    fault::at("results.created");
     f.attr("tool", std::string("sink"));
     f.attr("version", std::string(SINK_VERSION));
     f.attr("git_commit", std::string(SINK_GIT_COMMIT));
@@ -263,19 +301,52 @@ void write_results(const std::string& out_dir, const Config& cfg, const std::vec
     f.attr("end_time", times.end);
     f.attr("n_ranks", static_cast<std::int64_t>(world.size()));
     std::vector<std::string> names;
-    for (const auto& r : runs) {
-      write_run(f, out_dir, r, world);
-      names.push_back(r.rc.name);
+    for (std::size_t r = 0; r < runs.size(); ++r) {
+      write_run(f, out_dir, runs[r], world);
+      names.push_back(runs[r].rc.name);
+      fault::at("results.run", static_cast<std::int64_t>(r));
     }
     std::string joined;
     for (const auto& n : names) joined += (joined.empty() ? "" : ",") + n;
     f.attr("runs", joined);
     f.attr("complete", std::int64_t(1));
+    f.close();
+  } catch (const std::runtime_error& e) {
+    if (dynamic_cast<const InputError*>(&e) || dynamic_cast<const ResourceError*>(&e)) throw;
+    // HDF5's POSIX driver puts the errno of a failed write in its message; otherwise (MPI-IO)
+    // ask the file system what it was.
+    std::string why;
+    const std::string msg = e.what();
+    struct statvfs v {};
+    if (auto k = msg.find("errno = "); k != std::string::npos && std::atoi(msg.c_str() + k + 8) > 0) {
+      why = std::strerror(std::atoi(msg.c_str() + k + 8));
+      for (auto& ch : why) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    } else if (::statvfs(out_dir.c_str(), &v) == 0) {
+      if (v.f_flag & ST_RDONLY)
+        why = "read-only file system";
+      else if (static_cast<double>(v.f_bavail) * static_cast<double>(v.f_frsize) < 16.0 * (1 << 20))
+        why = "no space left on device";
+    }
+    if (world.rank() == 0) ::unlink(tmp.c_str());  // never leave a torn file, not even under the temporary name
+    if (why.empty()) throw;
+    std::string routine = "HDF5";  // the routine that failed, from "PATH: H5Dwrite failed on ..."
+    if (auto k = msg.find(" failed"); k != std::string::npos && k > 0) {
+      const auto b = msg.rfind(' ', k - 1);
+      routine = msg.substr(b == std::string::npos ? 0 : b + 1, k - (b == std::string::npos ? 0 : b + 1));
+    }
+    throw ResourceError(tmp, "writing the results failed: " + why + " (in " + routine +
+                                 "); the partial results are kept: fix that, then rerun with --resume");
   }
   world.barrier();
+  fault::at("results.closed");
   // The final name appears only once the file is whole: a crash never leaves a torn results.h5.
-  if (world.rank() == 0) fs::rename(tmp, final_path);
+  if (world.rank() == 0) {
+    std::error_code ec;
+    fs::rename(tmp, final_path, ec);
+    if (ec) throw_file_error(final_path, "cannot rename " + tmp + " to it", ec.value());
+  }
   world.barrier();
+  fault::at("results.renamed");
 }
 
 }  // namespace sink

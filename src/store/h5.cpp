@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <stdexcept>
 #include <type_traits>
@@ -196,12 +197,22 @@ std::vector<char> pack(const std::vector<std::string>& v, std::size_t width, con
 Object::~Object() {
   if (id_ < 0) return;
   quiet();
+  // While an exception unwinds in a parallel file, closing would be a collective call that
+  // the other ranks are not making: leave the id to process exit (the caller aborts).
+  if (ctx_ && ctx_->parallel && std::uncaught_exceptions() > 0) return;
+  const bool is_file = H5Iget_type(id_) == H5I_FILE;
   if (close_id(id_) < 0) {
     try {
-      std::fprintf(stderr, "sink::h5: closing an HDF5 object of %s failed: %s\n", ctx_of(ctx_).path.c_str(),
-                   innermost_error().c_str());
+      const std::string e = innermost_error();
+      if (ctx_ && ctx_->close_error.empty()) ctx_->close_error = e;
+      if (!ctx_) std::fprintf(stderr, "sink::h5: closing an HDF5 object failed: %s\n", first_line(e).c_str());
     } catch (...) {  // a destructor never throws
     }
+  }
+  // The file is the last of its objects: say once what went wrong, unless File::close() did.
+  if (is_file && ctx_ && !ctx_->close_error.empty() && !ctx_->close_error_reported && std::uncaught_exceptions() == 0) {
+    ctx_->close_error_reported = true;
+    std::fprintf(stderr, "sink::h5: closing %s failed: %s\n", ctx_->path.c_str(), first_line(ctx_->close_error).c_str());
   }
 }
 
@@ -567,6 +578,21 @@ File File::open_read(const std::string& path) { return open_file(path, H5F_ACC_R
 
 File File::open_rw(const std::string& path, const dist::Comm* comm) {
   return open_file(path, H5F_ACC_RDWR, comm);
+}
+
+void File::close() {
+  if (id_ < 0) return;
+  quiet();
+  const std::int64_t id = id_;
+  id_ = -1;  // a failed close is not retried by the destructor
+  // Closing flushes the metadata cache: on a full disk this is where the last writes fail.
+  const bool ok = H5Fclose(id) >= 0;
+  const Ctx& c = ctx_of(ctx_);
+  if (!ok && c.close_error.empty()) c.close_error = innermost_error();
+  if (!c.close_error.empty()) {
+    c.close_error_reported = true;
+    throw std::runtime_error(c.path + ": H5Fclose failed: " + c.close_error);
+  }
 }
 
 void File::flush() const { H5CALL(ctx_of(ctx_), "", H5Fflush, id_, H5F_SCOPE_GLOBAL); }

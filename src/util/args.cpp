@@ -63,7 +63,14 @@ int run_cli(const char* tool, int (*body)(int, char**), int argc, char** argv) {
   } catch (const InputError& e) {
     std::fprintf(stderr, "%s: error: %s\n", tool, e.what());
     return kExitBadInput;
+  } catch (const ResourceError& e) {
+    std::fprintf(stderr, "%s: error: %s\n", tool, e.what());
+    return kExitResource;
   } catch (const std::exception& e) {
+    if (is_out_of_memory(e)) {
+      std::fprintf(stderr, "%s: error: out of memory: %s\n", tool, first_line(e.what()).c_str());
+      return kExitResource;
+    }
     std::string msg = e.what();
     if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);  // c10 errors carry a backtrace
     std::fprintf(stderr, "%s: internal error: %s\n", tool, msg.c_str());

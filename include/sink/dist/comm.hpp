@@ -24,6 +24,8 @@ class Env {
   Env& operator=(const Env&) = delete;
   // Aborts every rank (after a fatal error on one), with this exit code.
   [[noreturn]] static void abort(int code);
+  // Exits this process now, without MPI_Finalize (after a library failure that finalizing would trip on).
+  [[noreturn]] static void exit_without_finalize(int code);
 
  private:
   bool owns_ = false;

@@ -38,6 +38,10 @@ struct FileCtx {
   std::string path;
   bool parallel = false;  // opened with MPI-IO on more than one rank
   int rank = 0;           // this process's rank in the file's communicator
+  // The first failure to close one of the file's objects (a full disk shows up there),
+  // reported once: by File::close(), or by the file's destructor.
+  mutable std::string close_error;
+  mutable bool close_error_reported = false;
 };
 }  // namespace detail
 
@@ -133,6 +137,8 @@ class File : public Group {
   // A missing or non-HDF5 file throws sink::InputError naming the path (a std::runtime_error).
   static File open_read(const std::string& path);
   static File open_rw(const std::string& path, const dist::Comm* comm = nullptr);
+  // Closes now (collective in a parallel file), reporting a failure the destructor would only print.
+  void close();
   void flush() const;  // collective in a parallel file; also makes every rank's writes visible to all
   const std::string& path() const { return file_path(); }
   // Whether the last collective write (write_rows, Dataset::write_strings) of this process
