@@ -15,7 +15,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -54,21 +56,26 @@ struct Measure {
   double seconds = 0, peak_extra_mib = 0;
 };
 
-template <class Fn>
-Measure measure(int reps, Fn&& fn) {
-  fn();  // warm-up
-  std::vector<double> t;
-  double peak = 0;
-  for (int r = 0; r < reps; ++r) {
-    const double base = rss_mib();
-    reset_peak();
-    auto t0 = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    peak = std::max(peak, peak_mib() - base);
+// Every pass warmed up once, then timed `reps` times round-robin (pass A, B, C, A, B, C,
+// ...), so that a slow spell of the machine lands on every pass alike; median per pass.
+std::vector<Measure> measure_interleaved(int reps, const std::vector<std::function<void()>>& passes) {
+  for (const auto& fn : passes) fn();  // warm-up
+  std::vector<std::vector<double>> t(passes.size());
+  std::vector<Measure> out(passes.size());
+  for (int r = 0; r < reps; ++r)
+    for (std::size_t p = 0; p < passes.size(); ++p) {
+      const double base = rss_mib();
+      reset_peak();
+      auto t0 = std::chrono::steady_clock::now();
+      passes[p]();
+      t[p].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      out[p].peak_extra_mib = std::max(out[p].peak_extra_mib, peak_mib() - base);
+    }
+  for (std::size_t p = 0; p < passes.size(); ++p) {
+    std::sort(t[p].begin(), t[p].end());
+    out[p].seconds = t[p][t[p].size() / 2];
   }
-  std::sort(t.begin(), t.end());
-  return {t[t.size() / 2], peak};
+  return out;
 }
 
 // A model with random weights from a config.json alone (sizes whose weights are not here).
@@ -141,11 +148,13 @@ double field(const std::string& json, const std::string& key) {
 }
 
 int body(int argc, char** argv) {
-  Args a(argc, argv, {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device"},
+  Args a(argc, argv,
+         {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device", "--steps"},
          {"--no-hf", "--help"});
   if (a.has("--help") || a.has("--model") == a.has("--random-weights")) {
     std::cout << "usage: sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]\n"
-                 "                  [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu]\n";
+                 "                  [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu]\n"
+                 "                  [--steps basic,norms,values,viz]\n";
     return a.has("--help") ? 0 : kExitBadInput;
   }
   const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency()));
@@ -172,43 +181,59 @@ int body(int argc, char** argv) {
     while (std::getline(ss, x, ',')) lengths.push_back(std::stoi(x));
   }
   std::printf("sink-bench: %s (%s, %d layers, d=%d, %d heads, %.2fB params), %s on %s, %d threads (ours and HF), "
-              "median of %d\n",
+              "median of %d, passes interleaved\n",
               model_arg.c_str(), family_name(s.family), s.n_layers, s.d_model, s.n_heads, params / 1e9,
               opt.dtype.c_str(), opt.device.c_str(), threads, reps);
+  // Observation steps to run (all by default): to see what each one costs.
+  std::set<std::string> steps;
+  {
+    std::stringstream ss(a.get_or("--steps", "basic,norms,values,viz"));
+    std::string x;
+    while (std::getline(ss, x, ','))
+      if (x == "basic" || x == "norms" || x == "values" || x == "viz")
+        steps.insert(x);
+      else
+        throw InputError("--steps", "unknown step '" + x + "' (basic, norms, values, viz)");
+  }
+  const std::string steps_label = steps.size() == 4 ? "all steps" : a.get_or("--steps", "");
   for (int T : lengths) {
     std::vector<std::int64_t> ids(T);
     for (int i = 0; i < T; ++i) ids[i] = (i * 7919 + 13) % s.vocab;
-    auto plain = measure(reps, [&] { m->forward(ids); });
-    auto observe = measure(reps, [&] {
-      ObserveOptions o;
-      o.max_tokens_to_calc = 512;
-      o.max_tokens_to_show = 32;
-      o.layers_to_show = {0, s.n_layers - 1};
-      Observer obs(*m, o, T);
-      Hooks h;
-      obs.install(h);
-      m->forward(ids, h);
-      obs.finish();
-    });
     SinkBias b;
     b.patched.assign(s.n_layers, true);
     b.mu = at::zeros({s.n_layers, s.d_model});
     b.mu_head = at::zeros({s.n_layers, s.n_heads, s.d_model});
     b.alpha_bar = at::zeros({s.n_layers, s.n_heads});
-    auto ssp = measure(reps, [&] {
+    auto ssp_pass = [&](SspMode mode) {
+      return [&, mode] {
+        Hooks h;
+        install_ssp(*m, b, mode, h);
+        m->forward(ids, h);
+      };
+    };
+    auto observe_pass = [&] {
+      ObserveOptions o;
+      o.max_tokens_to_calc = 512;
+      o.max_tokens_to_show = 32;
+      o.layers_to_show = {0, s.n_layers - 1};
+      o.basic = steps.count("basic") > 0;
+      o.norms = steps.count("norms") > 0;
+      o.values = o.geometry = steps.count("values") > 0;
+      o.viz = steps.count("viz") > 0;
+      Observer obs(*m, o, T);
       Hooks h;
-      install_ssp(*m, b, SspMode::SspBias, h);
+      obs.install(h);
       m->forward(ids, h);
-    });
-    auto ssp_drop = measure(reps, [&] {
-      Hooks h;
-      install_ssp(*m, b, SspMode::SspDrop, h);
-      m->forward(ids, h);
-    });
+      obs.finish();
+    };
+    auto r = measure_interleaved(reps, {[&] { m->forward(ids); }, observe_pass, ssp_pass(SspMode::SspBias),
+                                        ssp_pass(SspMode::SspDrop)});
+    const Measure plain = r[0], observe = r[1], ssp = r[2], ssp_drop = r[3];
     std::printf("\nT=%d\n", T);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: plain forward", plain.seconds,
                 T / plain.seconds, plain.peak_extra_mib, 1.0);
-    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: observation (all steps)",
+    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n",
+                ("ours: observation (" + steps_label + ")").c_str(),
                 observe.seconds, T / observe.seconds, observe.peak_extra_mib, observe.seconds / plain.seconds);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: SSP pass (ssp_bias, 1 mode)",
                 ssp.seconds, T / ssp.seconds, ssp.peak_extra_mib, ssp.seconds / plain.seconds);

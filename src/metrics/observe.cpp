@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <vector>
 
 #include "sink/model/model.hpp"
 
@@ -15,9 +17,32 @@ namespace sink {
 namespace {
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 at::TensorOptions f32() { return at::TensorOptions().dtype(at::kFloat); }
+// G_h = W_O^hᵀ W_O^h [H, dh, dh] in float64, so that |W_O^h y|² = yᵀ G_h y: the norms of the
+// per-head updates cost H·dh² per row instead of a d-wide product per head. Computed once
+// per weight tensor (the cache holds a weak reference: a new model never sees stale ones).
+at::Tensor value_gram(const at::Tensor& wo, std::int64_t H, std::int64_t dh) {
+  struct Entry {
+    c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> w;
+    const void* data;
+    at::Tensor gram;
+  };
+  static std::mutex mu;
+  static std::vector<Entry> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto& e : cache)
+    if (!e.w.expired() && e.w.lock().get() == wo.unsafeGetTensorImpl() && e.data == wo.data_ptr()) return e.gram;
+  std::erase_if(cache, [](const Entry& e) { return e.w.expired(); });
+  auto w = wo.to(at::kDouble).view({wo.size(0), H, dh}).permute({1, 0, 2});  // [H, d, dh]
+  auto g = at::matmul(w.transpose(1, 2), w);                                 // [H, dh, dh]
+  cache.push_back(
+      {c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(wo.getIntrusivePtr()), wo.data_ptr(), g});
+  return g;
+}
+
 }  // namespace
 
 struct Observer::Layer {
+  at::Tensor v_s;          // [H, dh]: the sink's value vector seen by each query head
   at::Tensor w_sink;       // [H, d]: v_s^h W_O^h, what head h writes per unit of attention to the sink
   at::Tensor a_sink;       // [H, T_c]: A[h, i, s]
   at::Tensor sink_sum, t64_sum, ent_sum, entn_sum, learned_sum;  // [H]
@@ -84,6 +109,7 @@ void Observer::install(Hooks& hooks) {
     auto& L = layers_[c.layer];
     if (o_.values) kv_norms(v, L.v_sink, L.v_other);
     auto vs = v[s].to(at::kFloat).repeat_interleave(R, 0);                          // [H, dh]
+    L.v_s = vs;
     auto wo = m_.weights().layers[c.layer].wo.to(at::kFloat).view({d, H, dh});      // W_O per head
     L.w_sink = at::einsum("dhk,hk->hd", {wo, vs});                                  // [H, d]
     L.a_sink = at::zeros({H, Tc}, f32().device(dev));
@@ -145,21 +171,24 @@ void Observer::install(Hooks& hooks) {
     const std::int64_t n = std::max<std::int64_t>(0, Tc - s - 1);
     if (o_.mu) mu_.add(c.layer, L.a_sink.narrow(1, s + 1, n), L.w_sink);
     if (!o_.values) return;
-    auto wo = m_.weights().layers[c.layer].wo.to(at::kFloat).view({d, H, dh});
-    auto wn = L.w_sink.norm(2, -1);                                                 // [H]
+    // u_i = W_O^h z_i and its sink part c_i = A_is W_O^h v_s, for rows s < i < T_c, through
+    // G_h (float64): |u| = sqrt(zᵀGz), |u - c| = sqrt(yᵀGy) with y = z - A_is v_s.
+    auto G = value_gram(m_.weights().layers[c.layer].wo, H, dh);                   // [H, dh, dh]
+    auto vs = L.v_s.to(at::kDouble);                                                // [H, dh]
+    auto wn = at::einsum("hk,hkl,hl->h", {vs, G, vs}).clamp_min(0).sqrt();          // |W_O^h v_s|
     auto sink_out = at::zeros({H}, f32().device(dev)), update = at::zeros_like(sink_out),
          share = at::zeros_like(sink_out), rest = at::zeros_like(sink_out);
-    for (std::int64_t i0 = s + 1; i0 < Tc; i0 += 64) {
-      const std::int64_t m = std::min<std::int64_t>(64, Tc - i0);
-      auto zc = z.narrow(0, i0, m).to(at::kFloat);                                 // [m, H, dh]
-      auto u = at::einsum("ihk,dhk->ihd", {zc, wo});                                // [m, H, d]
-      auto a = L.a_sink.narrow(1, i0, m).t();                                       // [m, H]
-      auto cvec = a.unsqueeze(-1) * L.w_sink.unsqueeze(0);                          // [m, H, d]
-      auto un = u.norm(2, -1), cn = a * wn;
-      sink_out += cn.sum(0);
-      update += un.sum(0);
-      share += (cn / un.clamp_min(1e-30)).sum(0);
-      rest += (u - cvec).norm(2, -1).sum(0);
+    if (n > 0) {
+      auto zc = z.narrow(0, s + 1, n).to(at::kDouble).permute({1, 0, 2});          // [H, n, dh]
+      auto a = L.a_sink.narrow(1, s + 1, n).to(at::kDouble);                        // [H, n]
+      auto quad = [&](const at::Tensor& y) { return (at::matmul(y, G) * y).sum(-1).clamp_min(0).sqrt(); };
+      auto un = quad(zc);                                                           // [H, n]
+      auto rn = quad(zc - a.unsqueeze(-1) * vs.unsqueeze(1));
+      auto cn = a * wn.unsqueeze(1);
+      sink_out = cn.sum(1).to(at::kFloat);
+      update = un.sum(1).to(at::kFloat);
+      share = (cn / un.clamp_min(1e-30)).sum(1).to(at::kFloat);
+      rest = rn.sum(1).to(at::kFloat);
     }
     const double dn = n > 0 ? double(n) : kNaN;
     L.sink_out = (sink_out / dn).cpu();

@@ -252,10 +252,13 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     // log-sum-exp gives: A[i,s] = exp(scale·q_i·k_s − lse_i).
     const bool subtract_fused = edit && edit->subtract_key >= 0 && edit->drop_key < 0 && plain_softmax &&
                                 !want_pattern && dev.is_cpu();
+    // Dropping one key (ssp_drop) is a fused pass with that key masked for later queries.
+    const bool drop_fused = edit && edit->drop_key >= 0 && edit->subtract_key < 0 && plain_softmax &&
+                            !want_pattern && dev.is_cpu();
     // Observation statistics straight from the fused kernel (no pattern rows at all).
     const bool stats_fused = hooks.stats_rows() > 0 && hooks.any(Hook::AttnStats, l) && plain_softmax && !edit &&
                              dev.is_cpu();
-    if (!plain_softmax || (edit && !subtract_fused)) explicit_rows = T;
+    if (!plain_softmax || (edit && !subtract_fused && !drop_fused)) explicit_rows = T;
     else if (want_pattern && !stats_fused) explicit_rows = std::min(T, hooks.pattern_rows());
     if (stats_fused) {
       // One fused pass that also returns the log-sum-exp of each row; from it, for the
@@ -291,7 +294,25 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       sctx.entropy = &entropy;
       hooks.run(Hook::AttnStats, first, sctx);
     }
-    if (explicit_rows < T && !subtract_fused && !stats_fused) {
+    if (drop_fused) {
+      // Causal fused attention plus an additive mask that hides key s from queries i > s;
+      // rows i > s are then scaled by row_scale (the mass the sink had on average).
+      const std::int64_t key = edit->drop_key;
+      auto qs = q.permute({1, 0, 2}).unsqueeze(0);  // (1, H, T, dh)
+      auto ks = R > 1 ? kh.repeat_interleave(R, 0).unsqueeze(0) : kh.unsqueeze(0);
+      auto vs = R > 1 ? vh.repeat_interleave(R, 0).unsqueeze(0) : vh.unsqueeze(0);
+      auto qi = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
+      auto kj = qi.t();
+      auto hide = (kj == key).logical_and(qi > key);
+      if (W > 0) hide = hide.logical_or(kj > qi).logical_or(kj <= qi - W);
+      auto bias = at::zeros({T, T}, qs.options()).masked_fill(hide, -std::numeric_limits<float>::infinity());
+      auto out =
+          std::get<0>(at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, W == 0, bias, s.attn_scale))[0];
+      if (edit->row_scale.defined() && T > key + 1)
+        out.narrow(1, key + 1, T - key - 1).mul_(edit->row_scale.view({H, 1, 1}).to(dev, out.scalar_type()));
+      z.copy_(out);
+    }
+    if (explicit_rows < T && !subtract_fused && !stats_fused && !drop_fused) {
       // Fused scaled-dot-product attention (same softmax, float32 accumulation, no
       // probabilities materialised). Without a window, one causal call over every row is
       // fastest; the explicit rows below then overwrite their share.
