@@ -42,9 +42,16 @@ GeometryAccumulator::GeometryAccumulator(int n_layers, std::int64_t d, std::int6
   }
 }
 
+void GeometryAccumulator::to_device(const at::Device& dev) {
+  for (auto* t : {&n_, &n_nonzero_, &sum_, &sum_unit_, &sum_sq_, &sum_norm_, &second_, &omega_})
+    if (t->defined()) *t = t->to(dev);
+}
+
 void GeometryAccumulator::add(int l, int w, const at::Tensor& v) {
   if (v.size(0) == 0) return;
-  auto x = v.to(at::kCPU, at::kDouble);
+  // The sums live where the activations are: no copy to the host (a sync) inside the layer loop.
+  auto x = v.to(at::kDouble);
+  if (x.device() != n_.device()) to_device(x.device());
   auto norms = x.norm(2, 1);  // [n]
   n_[l][w] += static_cast<double>(x.size(0));
   sum_[l][w] += x.sum(0);
@@ -63,6 +70,12 @@ void GeometryAccumulator::merge(const GeometryAccumulator& o) {
   if (o.empty()) return;
   if (empty()) {
     *this = GeometryAccumulator(o.n_layers_, o.d_, o.exact_ ? 0 : o.k_);
+  }
+  if (o.n_.device() != n_.device()) {
+    GeometryAccumulator c = o;  // shares o's tensors until moved
+    c.to_device(n_.device());
+    merge(c);
+    return;
   }
   n_ += o.n_;
   n_nonzero_ += o.n_nonzero_;
@@ -92,6 +105,11 @@ void GeometryAccumulator::from_flat(const std::vector<double>& in) {
 }
 
 std::map<std::string, at::Tensor> GeometryAccumulator::summary() const {
+  if (!n_.is_cpu()) {
+    GeometryAccumulator c = *this;
+    c.to_device(at::kCPU);
+    return c.summary();
+  }
   const double nan = std::numeric_limits<double>::quiet_NaN();
   auto mean_cos = at::full({n_layers_, 2}, nan, f64());
   auto pc1 = at::full({n_layers_, 2}, nan, f64());
@@ -148,8 +166,10 @@ MuAccumulator::MuAccumulator(int n_layers, int n_heads, std::int64_t d)
 
 void MuAccumulator::add(int l, const at::Tensor& a, const at::Tensor& w) {
   if (a.size(1) == 0) return;
-  auto as = a.to(at::kCPU, at::kDouble).sum(1);  // [H]
-  head_sum_[l] += as.unsqueeze(1) * w.to(at::kCPU, at::kDouble);
+  auto as = a.to(at::kDouble).sum(1);  // [H], on the activations' device (no sync)
+  if (as.device() != head_sum_.device())
+    for (auto* t : {&head_sum_, &alpha_sum_, &count_}) *t = t->to(as.device());
+  head_sum_[l] += as.unsqueeze(1) * w.to(at::kDouble);
   alpha_sum_[l] += as;
   count_[l] += static_cast<double>(a.size(1));
 }
@@ -157,9 +177,9 @@ void MuAccumulator::add(int l, const at::Tensor& a, const at::Tensor& w) {
 void MuAccumulator::merge(const MuAccumulator& o) {
   if (o.empty()) return;
   if (empty()) *this = MuAccumulator(o.n_layers_, o.n_heads_, o.d_);
-  head_sum_ += o.head_sum_;
-  alpha_sum_ += o.alpha_sum_;
-  count_ += o.count_;
+  head_sum_ += o.head_sum_.to(head_sum_.device());
+  alpha_sum_ += o.alpha_sum_.to(head_sum_.device());
+  count_ += o.count_.to(head_sum_.device());
 }
 
 std::vector<double> MuAccumulator::to_flat() const {
@@ -176,12 +196,13 @@ void MuAccumulator::from_flat(const std::vector<double>& in) {
 }
 
 std::map<std::string, at::Tensor> MuAccumulator::result() const {
-  auto c = count_.clamp_min(1).view({n_layers_, 1, 1});
-  auto mu_head = head_sum_ / c;
+  const auto count = count_.cpu();
+  auto c = count.clamp_min(1).view({n_layers_, 1, 1});
+  auto mu_head = head_sum_.cpu() / c;
   return {{"mu_head", mu_head},
           {"mu", mu_head.sum(1)},
-          {"alpha_bar", alpha_sum_ / count_.clamp_min(1).view({n_layers_, 1})},
-          {"count", count_.clone()}};
+          {"alpha_bar", alpha_sum_.cpu() / count.clamp_min(1).view({n_layers_, 1})},
+          {"count", count.clone()}};
 }
 
 }  // namespace sink

@@ -59,11 +59,13 @@ Observer::Observer(const Model& m, const ObserveOptions& opt, std::int64_t T) : 
   if (o_.geometry) geom_ = GeometryAccumulator(s.n_layers, s.d_model, o_.sketch);
   if (o_.mu) mu_ = MuAccumulator(s.n_layers, s.n_heads, s.d_model);
   const auto P = o_.max_tokens_to_calc;
-  hidden_norm_ = at::full({s.n_layers + 1, P}, kNaN, f32());
-  attn_norm_ = at::full({s.n_layers, P}, kNaN, f32());
-  mlp_norm_ = at::full({s.n_layers, P}, kNaN, f32());
-  massive_idx_ = at::full({s.n_layers + 1, o_.massive_k}, -1.0, f32());
-  massive_val_ = at::full({s.n_layers + 1, o_.massive_k}, kNaN, f32());
+  // Per-document arrays stay on the model's device until finish(): no host sync per layer.
+  const auto on = f32().device(m.weights().tok_embd.device());
+  hidden_norm_ = at::full({s.n_layers + 1, P}, kNaN, on);
+  attn_norm_ = at::full({s.n_layers, P}, kNaN, on);
+  mlp_norm_ = at::full({s.n_layers, P}, kNaN, on);
+  massive_idx_ = at::full({s.n_layers + 1, o_.massive_k}, -1.0, on);
+  massive_val_ = at::full({s.n_layers + 1, o_.massive_k}, kNaN, on);
 }
 
 Observer::~Observer() = default;
@@ -71,11 +73,11 @@ Observer::~Observer() = default;
 void Observer::on_hidden(int index, const at::Tensor& h) {
   if (o_.norms) {
     const auto n = std::min(T_, o_.max_tokens_to_calc);
-    hidden_norm_[index].narrow(0, 0, n).copy_(h.narrow(0, 0, n).to(at::kFloat).norm(2, -1).cpu());
+    hidden_norm_[index].narrow(0, 0, n).copy_(h.narrow(0, 0, n).to(at::kFloat).norm(2, -1));
     if (o_.sink < T_) {
       auto [val, idx] = h[o_.sink].to(at::kFloat).abs().topk(std::min<std::int64_t>(o_.massive_k, h.size(-1)));
-      massive_idx_[index].narrow(0, 0, idx.size(0)).copy_(idx.to(at::kFloat).cpu());
-      massive_val_[index].narrow(0, 0, idx.size(0)).copy_(h[o_.sink].to(at::kFloat).index_select(0, idx).cpu());
+      massive_idx_[index].narrow(0, 0, idx.size(0)).copy_(idx.to(at::kFloat));
+      massive_val_[index].narrow(0, 0, idx.size(0)).copy_(h[o_.sink].to(at::kFloat).index_select(0, idx));
     }
   }
 }
@@ -99,8 +101,8 @@ void Observer::install(Hooks& hooks) {
   // Keys and values: norms of the sink's k and v against the other tokens', and w_sink = v_s^h W_O^h.
   auto kv_norms = [=](const at::Tensor& x, at::Tensor& at_sink, at::Tensor& other) {
     auto n = x.narrow(0, 0, Tc).to(at::kFloat).norm(2, -1).repeat_interleave(R, 1);  // [Tc, H]
-    at_sink = n[s].cpu();
-    other = Tc > 1 ? ((n.sum(0) - n[s]) / double(Tc - 1)).cpu() : at::full({H}, kNaN, f32());
+    at_sink = n[s];
+    other = Tc > 1 ? ((n.sum(0) - n[s]) / double(Tc - 1)) : at::full({H}, kNaN, f32().device(dev));
   };
   hooks.add(Hook::K, [=](at::Tensor& k, const HookCtx& c) {
     if (o_.values) kv_norms(k, layers_[c.layer].k_sink, layers_[c.layer].k_other);
@@ -191,17 +193,17 @@ void Observer::install(Hooks& hooks) {
       rest = rn.sum(1).to(at::kFloat);
     }
     const double dn = n > 0 ? double(n) : kNaN;
-    L.sink_out = (sink_out / dn).cpu();
-    L.update = (update / dn).cpu();
-    L.share = (share / dn).cpu();
-    L.rest = (rest / dn).cpu();
+    L.sink_out = sink_out / dn;
+    L.update = update / dn;
+    L.share = share / dn;
+    L.rest = rest / dn;
   });
 
   // The attention block output (before Gemma's post-norm): norms, and C / R geometry.
   hooks.add(Hook::AttnOut, [=](at::Tensor& o, const HookCtx& c) {
     if (o_.norms) {
       const auto n = std::min(T_, o_.max_tokens_to_calc);
-      attn_norm_[c.layer].narrow(0, 0, n).copy_(o.narrow(0, 0, n).to(at::kFloat).norm(2, -1).cpu());
+      attn_norm_[c.layer].narrow(0, 0, n).copy_(o.narrow(0, 0, n).to(at::kFloat).norm(2, -1));
     }
     if (o_.geometry && Tc > s + 1) {
       auto& L = layers_[c.layer];
@@ -215,7 +217,7 @@ void Observer::install(Hooks& hooks) {
   hooks.add(Hook::MlpOut, [=](at::Tensor& x, const HookCtx& c) {
     if (!o_.norms) return;
     const auto n = std::min(T_, o_.max_tokens_to_calc);
-    mlp_norm_[c.layer].narrow(0, 0, n).copy_(x.narrow(0, 0, n).to(at::kFloat).norm(2, -1).cpu());
+    mlp_norm_[c.layer].narrow(0, 0, n).copy_(x.narrow(0, 0, n).to(at::kFloat).norm(2, -1));
   });
 }
 
@@ -250,11 +252,11 @@ DocArrays Observer::finish() {
     out["basic/attention_map"] = at::stack(maps);
   }
   if (o_.norms) {
-    out["norms/attn_out"] = attn_norm_;
-    out["norms/mlp_out"] = mlp_norm_;
-    out["norms/hidden"] = hidden_norm_;
-    out["norms/massive_index"] = massive_idx_;
-    out["norms/massive_value"] = massive_val_;
+    out["norms/attn_out"] = attn_norm_.cpu();
+    out["norms/mlp_out"] = mlp_norm_.cpu();
+    out["norms/hidden"] = hidden_norm_.cpu();
+    out["norms/massive_index"] = massive_idx_.cpu();
+    out["norms/massive_value"] = massive_val_.cpu();
   }
   if (o_.values) {
     out["values/sink_out_norm"] = stack([](Layer& l) { return l.sink_out; });

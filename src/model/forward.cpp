@@ -279,8 +279,12 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       auto qc = qs[0].narrow(1, 0, Tc).to(at::kFloat), kc = ks[0].narrow(1, 0, Tc);
       std::optional<at::Tensor> bias_c;
       if (bias) bias_c = bias->narrow(0, 0, Tc).narrow(1, 0, Tc);
+      // In float32 whatever the model's dtype: a bfloat16 output here would cost the entropy
+      // 2^-8 of scale·q·ō in absolute error.
+      auto ks_c = ks.narrow(2, 0, Tc).to(at::kFloat);
+      if (bias_c) bias_c = bias_c->to(at::kFloat);
       auto okk = std::get<0>(at::_scaled_dot_product_flash_attention_for_cpu(
-          qs.narrow(2, 0, Tc), ks.narrow(2, 0, Tc), ks.narrow(2, 0, Tc), 0.0, W == 0, bias_c, s.attn_scale));
+          qs.narrow(2, 0, Tc).to(at::kFloat), ks_c, ks_c, 0.0, W == 0, bias_c, s.attn_scale));
       auto lse_c = lse[0].narrow(1, 0, Tc).to(at::kFloat);  // (H, Tc)
       auto entropy = lse_c - (qc * okk[0].to(at::kFloat)).sum(-1) * s.attn_scale;
       auto sc = at::matmul(qc, kc.narrow(1, 0, S).to(at::kFloat).transpose(-1, -2)) * s.attn_scale;  // (H, Tc, S)

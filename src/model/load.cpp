@@ -122,6 +122,9 @@ std::unique_ptr<Model> load_model(const std::string& path_or_id, const LoadOptio
   else throw InputError("dtype", "unknown dtype '" + opt.dtype + "' (float32, bfloat16 or float16)");
   at::Device dev(opt.device == "auto" ? "cpu" : opt.device);
   c10::InferenceMode guard;
+  // TF32 off: float32 runs are IEEE float32 on every device (HF's default too), so float32
+  // parity holds on Ampere and later GPUs; bfloat16 runs do not use TF32 either way.
+  at::globalContext().setFloat32MatmulPrecision("highest");
 
   ModelSpec spec;
   std::unique_ptr<WeightSource> src;

@@ -49,6 +49,7 @@ class GeometryAccumulator {
   std::int64_t d_ = 0, k_ = 0;
   bool exact_ = true;
   at::Tensor n_, n_nonzero_, sum_, sum_unit_, sum_sq_, sum_norm_, second_, omega_;
+  void to_device(const at::Device& dev);
 };
 
 // μ statistics over calibration documents: Σ_i C[l,i] [L, d], Σ_i c[l,h,i]
