@@ -19,7 +19,8 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 APT_PACKAGES=(build-essential cmake pkg-config git python3-venv
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  libgtest-dev libpcre2-dev nlohmann-json3-dev slurmctld slurmd slurm-client munge)
+  libgtest-dev libpcre2-dev nlohmann-json3-dev slurmctld slurmd slurm-client munge
+  clang libclang-rt-14-dev)  # clang: the libFuzzer targets and their sanitizers
 
 install_debian() {
   local missing=()
@@ -74,6 +75,11 @@ case "$MODE" in
     bash tools/demo.sh
     ;;
   test)
+    # The extra builds first, so that the test suite's summary is the last thing printed.
+    log "sanitizers: ASan+UBSan unit tests, then every fuzz target for 10 s (tools/ci/sanitize_unit_tests.sh)"
+    SINK_JOBS=$JOBS SINK_FUZZ_JOBS=$JOBS tools/ci/sanitize_unit_tests.sh --fuzz 10
+    log "CUDA build: compile and link only (tools/ci/build_cuda.sh)"
+    SINK_JOBS=$JOBS tools/ci/build_cuda.sh
     log "tests"
     cd build/release
     ctest --output-on-failure -j1 --timeout 1800

@@ -17,6 +17,11 @@ void throw_file_error(const std::string& path, const std::string& doing, int err
     case EACCES:
     case EPERM:
       throw ResourceError(path, doing + ": permission denied");
+    case ENOENT:
+    case ENOTDIR:
+    case EISDIR:
+    case ENAMETOOLONG:  // a path the user gave that cannot be a file: their input
+      throw InputError(path, doing + ": " + std::strerror(err));
     case ENOMEM:
       throw ResourceError(path, doing + ": out of memory");
     default:

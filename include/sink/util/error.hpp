@@ -38,10 +38,10 @@ inline constexpr int kExitBadInput = 2;
 // Exit status for a full disk, a read-only output, or memory exhausted.
 inline constexpr int kExitResource = 3;
 
-// The ResourceError (or InputError, for causes that are not the machine's) for
-// a failed file-system call on `path`, from its errno: ENOSPC and EDQUOT are
-// "no space left", EROFS "read-only file system", EACCES/EPERM "permission
-// denied".
+// The ResourceError for a failed file-system call on `path`, from its errno:
+// ENOSPC and EDQUOT are "no space left", EROFS "read-only file system",
+// EACCES/EPERM "permission denied"; a path that cannot be a file (ENOENT,
+// ENOTDIR, EISDIR) is the user's input, an InputError.
 [[noreturn]] void throw_file_error(const std::string& path, const std::string& doing, int err);
 
 // std::bad_alloc, or a libtorch allocator's failure (CPU "not enough memory",
