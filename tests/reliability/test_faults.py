@@ -8,8 +8,8 @@ whole, and leave what --resume completes to the uninterrupted run's numbers
 Faults are placed with SINK_FAULT=ACTION@POINT[#INDEX][:rank=R]
 (include/sink/util/fault.hpp). The disk faults need root (mount); CI runs as
 root."""
+import contextlib
 import os
-import shutil
 import subprocess
 import sys
 
@@ -101,63 +101,61 @@ def test_rank_killed_then_resume(tmp_path, reference, fault, complete):
     assert r.returncode != 0, "the killed run must not report success"
     assert_no_torn_results(out)
     assert (out / "results.h5").exists() == complete
-    # Resume on another number of ranks: only what is missing is computed.
+    resume_gives_reference(cfg, out, reference)  # on another number of ranks: only what is missing
+
+
+# ---- a full disk ---------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def tmpfs(path, size):
+    """A tmpfs of `size` at `path` for the test's output (a disk that can fill up or go read-only)."""
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def remount(path, options):
+    subprocess.run(["mount", "-o", f"remount,{options}", str(path)], check=True)
+
+
+def resume_gives_reference(cfg, out, reference):
     r = run(cfg, "--resume")
     assert r.returncode == 0, r.stderr
     assert not (out / "results.h5.writing").exists()
     assert_same_data(reference, out / "results.h5")
 
 
-# ---- a full disk ---------------------------------------------------------------------------------------
-
-def mount_tmpfs(path, size):
-    path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
-
-
-def umount(path):
-    subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
 def test_full_disk_then_resume(tmp_path, reference):
-    disk = tmp_path / "disk"
     # The 6 documents' partial results take ~1.5 MB and results.h5 ~1 MB; 1 MiB fills up mid-run.
-    mount_tmpfs(disk, "1m")
-    try:
+    with tmpfs(tmp_path / "disk", "1m") as disk:
         out = disk / "out"
         cfg = config(tmp_path, "full", out)
         r = run(cfg)
         assert r.returncode == 3, (r.returncode, r.stderr[-6000:])
         lines = error_lines(r.stderr)
         assert len(lines) == 1 and "no space left on device" in lines[0] and str(disk) in lines[0], r.stderr
-        assert "internal error" not in r.stderr
         assert_no_torn_results(out)
         assert not (out / "results.h5").exists()
-        kept = len(list((out / ".partial" / "llama").glob("doc_*.safetensors")))
-        # Space freed (the tmpfs grown): --resume completes with the uninterrupted run's numbers.
-        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
-        r = run(cfg, "--resume")
-        assert r.returncode == 0, r.stderr
-        assert_same_data(reference, out / "results.h5")
-        print(f"full disk: {kept} documents kept before the disk filled")
-    finally:
-        umount(disk)
+        assert list((out / ".partial" / "llama").glob("doc_*.safetensors")), "documents recorded before it filled"
+        remount(disk, "size=64m")  # space freed: --resume completes with the uninterrupted run's numbers
+        resume_gives_reference(cfg, out, reference)
 
 
 def test_full_disk_while_writing_results(tmp_path, reference):
     """Space runs out in the HDF5 writer itself (the partial results fit, results.h5 does not)."""
-    disk = tmp_path / "disk"
-    mount_tmpfs(disk, "64m")
-    try:
+    with tmpfs(tmp_path / "disk", "64m") as disk:
         out = disk / "out"
         cfg = config(tmp_path, "fullh5", out)
         assert run(cfg).returncode == 0
         (out / "results.h5").unlink()
         used = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
         # Leave the partial results' room plus a little: resume computes nothing, then the HDF5 write fails.
-        subprocess.run(["mount", "-o", f"remount,size={used + 64 * 1024}", str(disk)], check=True)
+        remount(disk, f"size={used + 64 * 1024}")
         # The free-space check refuses before HDF5 starts; skipped, the disk fills inside HDF5
         # (one rank, and two ranks writing collectively through MPI-IO).
         for fault, mpi, where in ((None, 0, "needs about"), ("skip@results.space_check", 0, "in H5"),
@@ -168,37 +166,27 @@ def test_full_disk_while_writing_results(tmp_path, reference):
             assert len(lines) == 1, (fault, mpi, r.stderr[-6000:])
             assert "no space left on device" in lines[0] and "results.h5" in lines[0] and where in lines[0], lines
             assert not (out / "results.h5").exists() and not (out / "results.h5.writing").exists()
-        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
-        r = run(cfg, "--resume")
-        assert r.returncode == 0, r.stderr
-        assert_same_data(reference, out / "results.h5")
-    finally:
-        umount(disk)
+        remount(disk, "size=64m")
+        resume_gives_reference(cfg, out, reference)
 
 
 # ---- read-only output and results file -------------------------------------------------------------
 
 def test_read_only_output(tmp_path, reference):
-    disk = tmp_path / "disk"
-    mount_tmpfs(disk, "64m")
-    try:
+    with tmpfs(tmp_path / "disk", "64m") as disk:
         out = disk / "out"
         cfg = config(tmp_path, "ro", out)
         assert run(cfg).returncode == 0
         before = (out / "results.h5").read_bytes()
-        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        remount(disk, "ro")
         for args in ((), ("--resume",)):
             r = run(cfg, *args)
             assert r.returncode == 3, (args, r.returncode, r.stderr)
             lines = error_lines(r.stderr)
             assert len(lines) == 1 and "read-only file system" in lines[0] and str(out) in lines[0], r.stderr
             assert (out / "results.h5").read_bytes() == before
-        subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
-        r = run(cfg, "--resume")
-        assert r.returncode == 0, r.stderr
-        assert_same_data(reference, out / "results.h5")
-    finally:
-        umount(disk)
+        remount(disk, "rw")
+        resume_gives_reference(cfg, out, reference)
 
 
 def test_read_only_results_file(tmp_path, reference):
@@ -214,9 +202,7 @@ def test_read_only_results_file(tmp_path, reference):
     assert len(lines) == 1 and "read-only" in lines[0] and "results.h5" in lines[0], r.stderr
     assert res.read_bytes() == before
     res.chmod(0o644)
-    r = run(cfg, "--resume")
-    assert r.returncode == 0, r.stderr
-    assert_same_data(reference, res)
+    resume_gives_reference(cfg, out, reference)
 
 
 # ---- out of memory ---------------------------------------------------------------------------------------
@@ -231,9 +217,7 @@ def test_out_of_memory_then_resume(tmp_path, reference):
     assert len(lines) == 1 and "out of memory" in lines[0] and "document" in lines[0], r.stderr
     assert "internal error" not in r.stderr
     assert not (out / "results.h5").exists()
-    r = run(cfg, "--resume")
-    assert r.returncode == 0, r.stderr
-    assert_same_data(reference, out / "results.h5")
+    resume_gives_reference(cfg, out, reference)
 
 
 def test_out_of_memory_one_rank(tmp_path):
