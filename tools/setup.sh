@@ -76,6 +76,8 @@ case "$MODE" in
     ;;
   test)
     # The extra builds first, so that the test suite's summary is the last thing printed.
+    log "test fixtures (tiny checkpoints, GGUF files): also the fuzzers' seeds"
+    (cd build/release && ctest -L fixture --output-on-failure --timeout 1200 >/dev/null)
     log "sanitizers: ASan+UBSan unit tests, then every fuzz target for 10 s (tools/ci/sanitize_unit_tests.sh)"
     SINK_JOBS=$JOBS SINK_FUZZ_JOBS=$JOBS tools/ci/sanitize_unit_tests.sh --fuzz 10
     log "CUDA build: compile and link only (tools/ci/build_cuda.sh)"
