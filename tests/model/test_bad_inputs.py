@@ -3,30 +3,13 @@ stderr naming the file and the problem, never a crash."""
 import json
 import os
 import shutil
-import struct
 
 import pytest
 
 from parity_util import FIXTURES, SHARED, sink_lm
+from safetensors_edit import copy_model as broken_copy, header, write_st as write
 
 TINY = os.path.join(FIXTURES, "tiny")
-
-
-def broken_copy(tmp_path, src="llama"):
-    d = tmp_path / src
-    shutil.copytree(os.path.join(TINY, src), d)
-    return d
-
-
-def header(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    return raw, n, json.loads(raw[8:8 + n])
-
-
-def write(path, hdr, body):
-    h = json.dumps(hdr).encode()
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + body)
 
 
 def expect_error(model, *words, ids="1,2,3"):

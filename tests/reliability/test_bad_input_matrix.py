@@ -53,8 +53,12 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "model"))
+from safetensors_edit import copy_model, header, write_st  # noqa: E402
 
 BUILD = os.environ.get("SINK_BUILD_DIR", "build/release")
 FIXTURES = os.environ.get("SINK_FIXTURES", "build/release/fixtures")
@@ -95,27 +99,10 @@ def lm(tmp_path, model, *words, ids="1,2,3", prompt=None):
     args = ["--model", model, "--dump", dump, "--threads", "1"]
     args += ["--prompt", prompt] if prompt is not None else ["--ids", ids]
     r = run("sink-lm", *args)
-    return expect_bad(r, *words, absent=[dump, str(dump) + ".partial"])
+    return expect_bad(r, *words, absent=[dump, str(dump) + ".tmp"])
 
 
 # --- safetensors helpers ------------------------------------------------------------------
-
-def copy_model(tmp_path, src="llama"):
-    d = tmp_path / src
-    shutil.copytree(os.path.join(TINY, src), d)
-    return d
-
-
-def header(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    return raw, n, json.loads(raw[8:8 + n])
-
-
-def write_st(path, hdr, body, raw_header=None):
-    h = raw_header if raw_header is not None else json.dumps(hdr).encode()
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + body)
-
 
 def edit_header(d, fn):
     f = d / "model.safetensors"
