@@ -6,6 +6,8 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cmath>
+#include <limits>
+#include <map>
 #include <optional>
 
 #include "sink/model/model.hpp"
@@ -212,6 +214,22 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     x = x * normalizer;
   }
 
+  // Additive T×T masks for the fused CPU kernel (-inf where query i may not see key j), built
+  // once per forward for each sliding window W and dropped key, not once per layer. With
+  // W = 0 the causal part is left to the kernel's causal flag.
+  std::map<std::pair<int, std::int64_t>, at::Tensor> fused_masks;
+  auto fused_mask = [&](int W, std::int64_t drop_key, const at::TensorOptions& o) -> const at::Tensor& {
+    at::Tensor& m = fused_masks[{W, drop_key}];
+    if (!m.defined()) {
+      auto qi = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
+      auto kj = qi.t();
+      auto hide = W > 0 ? at::logical_or(kj > qi, kj <= qi - W) : at::zeros({T, T}, qi.options().dtype(at::kBool));
+      if (drop_key >= 0) hide = hide.logical_or((kj == drop_key).logical_and(qi > drop_key));
+      m = at::zeros({T, T}, o).masked_fill(hide, -std::numeric_limits<float>::infinity());
+    }
+    return m;
+  };
+
   for (int l = 0; l < s.n_layers; ++l) {
     const LayerWeights& L = w_.layers[l];
     HookCtx ctx;
@@ -271,9 +289,7 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       std::optional<at::Tensor> bias;
       auto rows = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
       auto cols = rows.t();
-      if (W > 0)
-        bias = at::zeros({T, T}, qs.options()).masked_fill(at::logical_or(cols > rows, cols <= rows - W),
-                                                           -std::numeric_limits<float>::infinity());
+      if (W > 0) bias = fused_mask(W, -1, qs.options());
       auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, W == 0, bias, s.attn_scale);
       z.copy_(out[0]);
       auto qc = qs[0].narrow(1, 0, Tc).to(at::kFloat), kc = ks[0].narrow(1, 0, Tc);
@@ -305,11 +321,7 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       auto qs = q.permute({1, 0, 2}).unsqueeze(0);  // (1, H, T, dh)
       auto ks = R > 1 ? kh.repeat_interleave(R, 0).unsqueeze(0) : kh.unsqueeze(0);
       auto vs = R > 1 ? vh.repeat_interleave(R, 0).unsqueeze(0) : vh.unsqueeze(0);
-      auto qi = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
-      auto kj = qi.t();
-      auto hide = (kj == key).logical_and(qi > key);
-      if (W > 0) hide = hide.logical_or(kj > qi).logical_or(kj <= qi - W);
-      auto bias = at::zeros({T, T}, qs.options()).masked_fill(hide, -std::numeric_limits<float>::infinity());
+      const at::Tensor& bias = fused_mask(W, key, qs.options());
       auto out =
           std::get<0>(at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, W == 0, bias, s.attn_scale))[0];
       if (edit->row_scale.defined() && T > key + 1)
@@ -396,11 +408,8 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       if (W == 0) {
         std::tie(out, lse) = at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, true, {}, s.attn_scale);
       } else {
-        auto qi = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
-        auto kj = qi.t();
-        auto bias = at::zeros({T, T}, qs.options()).masked_fill(
-            at::logical_or(kj > qi, kj <= qi - W), -std::numeric_limits<float>::infinity());
-        std::tie(out, lse) = at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, false, bias, s.attn_scale);
+        std::tie(out, lse) = at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, false,
+                                                                             fused_mask(W, -1, qs.options()), s.attn_scale);
       }
       // out (1, H, T, dh) is the layout the CPU kernel documents; lse (1, H, T) natural-log sum of exp(scores).
       auto rows = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev));
