@@ -59,11 +59,31 @@ void GeometryAccumulator::add(int l, int w, const at::Tensor& v) {
   // outside a sliding window writes exactly nothing), so it is left out of the cosine mean.
   auto nz = norms > 0;
   n_nonzero_[l][w] += nz.sum().to(at::kDouble);
-  sum_unit_[l][w] += (x / norms.clamp_min(1e-300).unsqueeze(1) * nz.unsqueeze(1)).sum(0);
+  sum_unit_[l][w] += at::matmul(at::where(nz, 1.0 / norms.clamp_min(1e-300), at::zeros_like(norms)), x);
   sum_sq_[l][w] += norms.pow(2).sum();
   sum_norm_[l][w] += norms.sum();
   if (exact_) second_[l][w] += at::matmul(x.t(), x);
   else second_[l][w] += at::matmul(x.t(), at::matmul(x, omega_));
+}
+
+void GeometryAccumulator::add_factored(int l, int w, const at::Tensor& a_in, const at::Tensor& w_in) {
+  if (a_in.size(0) == 0) return;
+  auto a = a_in.to(at::kDouble), W = w_in.to(at::kDouble);  // [n, r], [r, d]
+  if (a.device() != n_.device()) to_device(a.device());
+  auto M = at::matmul(W, W.t());                                   // [r, r]
+  auto norms = (at::matmul(a, M) * a).sum(1).clamp_min(0).sqrt();  // ‖a_iᵀW‖, [n]
+  auto nz = norms > 0;  // exactly 0 iff a_i = 0 (M is positive semi-definite)
+  n_[l][w] += static_cast<double>(a.size(0));
+  sum_[l][w] += at::matmul(a.sum(0), W);
+  n_nonzero_[l][w] += nz.sum().to(at::kDouble);
+  sum_unit_[l][w] += at::matmul(at::matmul(at::where(nz, 1.0 / norms.clamp_min(1e-300), at::zeros_like(norms)), a), W);
+  sum_sq_[l][w] += norms.pow(2).sum();
+  sum_norm_[l][w] += norms.sum();
+  auto ata = at::matmul(a.t(), a);  // [r, r]
+  if (exact_)
+    second_[l][w] += at::matmul(W.t(), at::matmul(ata, W));
+  else
+    second_[l][w] += at::matmul(W.t(), at::matmul(ata, at::matmul(W, omega_)));
 }
 
 void GeometryAccumulator::merge(const GeometryAccumulator& o) {

@@ -88,6 +88,7 @@ void Observer::install(Hooks& hooks) {
   const std::int64_t s = o_.sink, Tc = Tc_, S = o_.max_tokens_to_show;
   const auto dev = m_.weights().tok_embd.device();
   hooks.set_pattern_rows(Tc);  // rows past T_c are never reduced: let them run fused
+  hooks.set_logits_unused();   // no §3 metric reads the logits (SSP's original pass adds a logits hook)
 
   // Hidden states as HF returns them: embeddings, each block's output, the last after the final norm.
   hooks.add(Hook::ResidPre, [this](at::Tensor& x, const HookCtx& c) {
@@ -99,15 +100,15 @@ void Observer::install(Hooks& hooks) {
   hooks.add(Hook::FinalNorm, [this, L = spec.n_layers](at::Tensor& x, const HookCtx&) { on_hidden(L, x); });
 
   // Keys and values: norms of the sink's k and v against the other tokens', and w_sink = v_s^h W_O^h.
-  auto kv_norms = [=](const at::Tensor& x, at::Tensor& at_sink, at::Tensor& other) {
+  auto kv_norms = [=, this](const at::Tensor& x, at::Tensor& at_sink, at::Tensor& other) {
     auto n = x.narrow(0, 0, Tc).to(at::kFloat).norm(2, -1).repeat_interleave(R, 1);  // [Tc, H]
     at_sink = n[s];
     other = Tc > 1 ? ((n.sum(0) - n[s]) / double(Tc - 1)) : at::full({H}, kNaN, f32().device(dev));
   };
-  hooks.add(Hook::K, [=](at::Tensor& k, const HookCtx& c) {
+  hooks.add(Hook::K, [=, this](at::Tensor& k, const HookCtx& c) {
     if (o_.values) kv_norms(k, layers_[c.layer].k_sink, layers_[c.layer].k_other);
   });
-  hooks.add(Hook::V, [=](at::Tensor& v, const HookCtx& c) {
+  hooks.add(Hook::V, [=, this](at::Tensor& v, const HookCtx& c) {
     auto& L = layers_[c.layer];
     if (o_.values) kv_norms(v, L.v_sink, L.v_other);
     auto vs = v[s].to(at::kFloat).repeat_interleave(R, 0);                          // [H, dh]
@@ -127,8 +128,8 @@ void Observer::install(Hooks& hooks) {
 
   // Rows q0..q0+r-1 of one layer: `first` = A[h, i, j] for the first keys j (float32,
   // [H, r, Sk]), `ent` their entropy [H, r]; every statistic of A is reduced here.
-  auto reduce_rows = [=](int layer, std::int64_t q0, const at::Tensor& first, const at::Tensor& ent,
-                         const at::Tensor* learned) {
+  auto reduce_rows = [=, this](int layer, std::int64_t q0, const at::Tensor& first, const at::Tensor& ent,
+                               const at::Tensor* learned) {
     auto& L = layers_[layer];
     const std::int64_t r1 = first.size(1), Sk = std::min<std::int64_t>(S, first.size(2));
     auto rows = at::arange(q0, q0 + r1, at::TensorOptions().dtype(at::kLong).device(dev));
@@ -153,7 +154,7 @@ void Observer::install(Hooks& hooks) {
   };
 
   // Explicit attention chunks (families whose softmax the fused kernel cannot run).
-  hooks.add(Hook::Pattern, [=](at::Tensor& p, const HookCtx& c) {
+  hooks.add(Hook::Pattern, [=, this](at::Tensor& p, const HookCtx& c) {
     if (c.q_begin >= Tc) return;
     const std::int64_t r1 = std::min(c.q_end, Tc) - c.q_begin;
     auto pf = p.narrow(1, 0, r1).to(at::kFloat);                                    // [H, r1, q1]
@@ -163,30 +164,33 @@ void Observer::install(Hooks& hooks) {
   });
   // The same statistics from the fused kernel's log-sum-exp (no pattern materialised).
   hooks.set_attn_stats(Tc, std::max<std::int64_t>(S, s + 1));
-  hooks.add(Hook::AttnStats, [=](at::Tensor& first, const HookCtx& c) {
-    reduce_rows(c.layer, 0, first, *c.entropy, nullptr);
-  });
+  hooks.add(Hook::AttnStats,
+            [=, this](at::Tensor& first, const HookCtx& c) { reduce_rows(c.layer, 0, first, *c.entropy, nullptr); });
 
   // Per-head outputs: the value update u = Σ_j A v_j W_O^h and the sink's part c = A_is v_s W_O^h.
-  hooks.add(Hook::Z, [=](at::Tensor& z, const HookCtx& c) {
+  hooks.add(Hook::Z, [=, this](at::Tensor& z, const HookCtx& c) {
     auto& L = layers_[c.layer];
     const std::int64_t n = std::max<std::int64_t>(0, Tc - s - 1);
     if (o_.mu) mu_.add(c.layer, L.a_sink.narrow(1, s + 1, n), L.w_sink);
     if (!o_.values) return;
     // u_i = W_O^h z_i and its sink part c_i = A_is W_O^h v_s, for rows s < i < T_c, through
-    // G_h (float64): |u| = sqrt(zᵀGz), |u - c| = sqrt(yᵀGy) with y = z - A_is v_s.
+    // G_h (float64): |u|² = zᵀGz and |u − c|² = zᵀGz − 2A_is·v_sᵀGz + A_is²·v_sᵀGv_s, so one
+    // batched product zG serves both (float64 keeps the cancellation in |u − c| harmless: its
+    // relative error is ≈ 1e-16·|u|²/|u − c|²).
     auto G = value_gram(m_.weights().layers[c.layer].wo, H, dh);                   // [H, dh, dh]
     auto vs = L.v_s.to(at::kDouble);                                                // [H, dh]
-    auto wn = at::einsum("hk,hkl,hl->h", {vs, G, vs}).clamp_min(0).sqrt();          // |W_O^h v_s|
+    auto wn2 = at::einsum("hk,hkl,hl->h", {vs, G, vs}).clamp_min(0);                // |W_O^h v_s|²
     auto sink_out = at::zeros({H}, f32().device(dev)), update = at::zeros_like(sink_out),
          share = at::zeros_like(sink_out), rest = at::zeros_like(sink_out);
     if (n > 0) {
       auto zc = z.narrow(0, s + 1, n).to(at::kDouble).permute({1, 0, 2});          // [H, n, dh]
       auto a = L.a_sink.narrow(1, s + 1, n).to(at::kDouble);                        // [H, n]
-      auto quad = [&](const at::Tensor& y) { return (at::matmul(y, G) * y).sum(-1).clamp_min(0).sqrt(); };
-      auto un = quad(zc);                                                           // [H, n]
-      auto rn = quad(zc - a.unsqueeze(-1) * vs.unsqueeze(1));
-      auto cn = a * wn.unsqueeze(1);
+      auto zG = at::matmul(zc, G);                                                  // [H, n, dh]
+      auto u2 = (zG * zc).sum(-1).clamp_min(0);                                     // |u|²
+      auto vGz = at::matmul(zG, vs.unsqueeze(-1)).squeeze(-1);                      // v_sᵀ G z, [H, n]
+      auto un = u2.sqrt();
+      auto rn = (u2 - 2 * a * vGz + a * a * wn2.unsqueeze(1)).clamp_min(0).sqrt();
+      auto cn = a * wn2.sqrt().unsqueeze(1);
       sink_out = cn.sum(1).to(at::kFloat);
       update = un.sum(1).to(at::kFloat);
       share = (cn / un.clamp_min(1e-30)).sum(1).to(at::kFloat);
@@ -200,7 +204,7 @@ void Observer::install(Hooks& hooks) {
   });
 
   // The attention block output (before Gemma's post-norm): norms, and C / R geometry.
-  hooks.add(Hook::AttnOut, [=](at::Tensor& o, const HookCtx& c) {
+  hooks.add(Hook::AttnOut, [=, this](at::Tensor& o, const HookCtx& c) {
     if (o_.norms) {
       const auto n = std::min(T_, o_.max_tokens_to_calc);
       attn_norm_[c.layer].narrow(0, 0, n).copy_(o.narrow(0, 0, n).to(at::kFloat).norm(2, -1));
@@ -208,13 +212,13 @@ void Observer::install(Hooks& hooks) {
     if (o_.geometry && Tc > s + 1) {
       auto& L = layers_[c.layer];
       const std::int64_t n = Tc - s - 1;
-      auto C = at::matmul(L.a_sink.narrow(1, s + 1, n).t(), L.w_sink);             // [n, d]
-      auto Rv = o.narrow(0, s + 1, n).to(at::kFloat) - C;
-      geom_.add(c.layer, 0, C);
+      auto a = L.a_sink.narrow(1, s + 1, n).t();                                 // [n, H]
+      auto Rv = o.narrow(0, s + 1, n).to(at::kFloat) - at::matmul(a, L.w_sink);  // [n, d]
+      geom_.add_factored(c.layer, 0, a, L.w_sink);                               // C = a W_sink has rank ≤ H
       geom_.add(c.layer, 1, Rv);
     }
   });
-  hooks.add(Hook::MlpOut, [=](at::Tensor& x, const HookCtx& c) {
+  hooks.add(Hook::MlpOut, [=, this](at::Tensor& x, const HookCtx& c) {
     if (!o_.norms) return;
     const auto n = std::min(T_, o_.max_tokens_to_calc);
     mlp_norm_[c.layer].narrow(0, 0, n).copy_(x.narrow(0, 0, n).to(at::kFloat).norm(2, -1));

@@ -26,6 +26,9 @@ class GeometryAccumulator {
   GeometryAccumulator(int n_layers, std::int64_t d, std::int64_t sketch);
   // v: [n, d] rows for layer l; which = 0 for C (sink), 1 for R (rest).
   void add(int layer, int which, const at::Tensor& v);
+  // The same for rows v_i = a_iᵀ W given as a: [n, r] and W: [r, d] (the sink vector C has
+  // rank ≤ H): every sum through r×r and r×d products, without forming the [n, d] rows.
+  void add_factored(int layer, int which, const at::Tensor& a, const at::Tensor& w);
   void merge(const GeometryAccumulator& o);
   bool empty() const { return n_layers_ == 0; }
   // A zero accumulator of the same shape (copies of an accumulator share storage).

@@ -1,0 +1,42 @@
+// GeometryAccumulator::add_factored (rows a_iᵀW never formed) must give the sums that
+// add() gives for the explicit rows, in both the exact and the sketched mode, with zero
+// rows (the sink outside a sliding window) left out of the direction mean alike.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "sink/metrics/geometry.hpp"
+
+namespace {
+
+void expect_same(const sink::GeometryAccumulator& x, const sink::GeometryAccumulator& y) {
+  auto fx = x.to_flat(), fy = y.to_flat();
+  ASSERT_EQ(fx.size(), fy.size());
+  double scale = 0;
+  for (double v : fy) scale = std::max(scale, std::abs(v));
+  for (std::size_t i = 0; i < fx.size(); ++i) EXPECT_NEAR(fx[i], fy[i], 1e-12 * scale) << "element " << i;
+  auto sx = x.summary(), sy = y.summary();
+  for (const char* k : {"mean_cos_to_mean", "pc1_share", "var_over_mean_sq", "mean_norm"})
+    EXPECT_TRUE(at::allclose(sx.at(k), sy.at(k), 1e-10, 1e-12, /*equal_nan=*/true)) << k;
+}
+
+void check(std::int64_t d, std::int64_t sketch) {
+  at::manual_seed(7);
+  const std::int64_t n = 300, r = 9;
+  auto a = at::rand({n, r}, at::kFloat);
+  a.narrow(0, 250, 50).zero_();  // rows outside the window: exactly zero vectors
+  auto w = at::randn({r, d}, at::kFloat) * 3;
+  sink::GeometryAccumulator rows(2, d, sketch), factored(2, d, sketch);
+  rows.add(1, 0, at::matmul(a.to(at::kDouble), w.to(at::kDouble)));
+  factored.add_factored(1, 0, a, w);
+  // A second document into the same sums.
+  auto a2 = at::rand({40, r}, at::kFloat);
+  rows.add(1, 0, at::matmul(a2.to(at::kDouble), w.to(at::kDouble)));
+  factored.add_factored(1, 0, a2, w);
+  expect_same(factored, rows);
+  EXPECT_EQ(factored.summary().at("count")[1][0].item<double>(), double(n + 40));
+}
+
+TEST(Geometry, FactoredRowsEqualExplicitRowsExact) { check(64, 0); }
+TEST(Geometry, FactoredRowsEqualExplicitRowsSketched) { check(576, 32); }
+
+}  // namespace
