@@ -447,6 +447,7 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
   HookCtx fctx;
   x = norm(s, x, w_.output_norm, w_.output_norm_b);
   hooks.run(Hook::FinalNorm, x, fctx);
+  if (!hooks.wants_logits()) return {};  // the head is up to a fifth of a small model's work
   at::Tensor logits = at::linear(x, w_.output);
   if (s.final_softcap > 0) logits = at::tanh(logits / s.final_softcap) * s.final_softcap;
   hooks.run(Hook::Logits, logits, fctx);

@@ -87,6 +87,10 @@ class Hooks {
   void set_attn_stats(std::int64_t rows, std::int64_t keys) { stats_rows_ = rows, stats_keys_ = keys; }
   std::int64_t stats_rows() const { return stats_rows_; }
   std::int64_t stats_keys() const { return stats_keys_; }
+  // The caller needs no logits (observation alone): forward() stops after the final norm
+  // and returns an undefined tensor, unless a hook_logits hook is installed.
+  void set_logits_unused() { logits_unused_ = true; }
+  bool wants_logits() const { return !logits_unused_ || any(Hook::Logits); }
   const AttnEdit* attn_edit(int layer) const {
     return layer < static_cast<int>(edits_.size()) &&
                    (edits_[layer].drop_key >= 0 || edits_[layer].subtract_key >= 0)
@@ -103,6 +107,7 @@ class Hooks {
   std::vector<AttnEdit> edits_;
   std::int64_t pattern_rows_ = std::numeric_limits<std::int64_t>::max();
   std::int64_t stats_rows_ = 0, stats_keys_ = 0;
+  bool logits_unused_ = false;
 };
 
 }  // namespace sink
