@@ -1,8 +1,10 @@
 // sink-bench: speed and memory of our plain forward, the observation pass
-// (every step) and an SSP pass, against HF transformers (eager with
-// output_attentions + output_hidden_states, the seed's way, and HF's plain
-// sdpa forward) measured in the same run through the project's Python
-// reference environment. Prints ratios, not only times.
+// (every step; alone, and keeping the logits as it does when SSP runs) and an
+// SSP pass per mode, against HF transformers (HF's plain sdpa forward; eager
+// with output_attentions + output_hidden_states, the seed's way; and that
+// forward plus the seed's statistics from its outputs, the same job) measured
+// in the same run through the project's Python reference environment. Prints
+// ratios, not only times.
 //
 //   sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]
 //              [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu|cuda:N]
@@ -141,6 +143,12 @@ std::string run_hf(const std::string& py, const std::string& model, bool random,
   return out;
 }
 
+const char* hf_label(const std::string& mode) {
+  if (mode == "sdpa") return "plain forward (sdpa)";
+  if (mode == "eager_outputs") return "eager + output_attentions/hidden";
+  return "eager + outputs + statistics";  // eager_job: the seed study's whole per-document job
+}
+
 double field(const std::string& json, const std::string& key) {
   auto k = json.find("\"" + key + "\"");
   if (k == std::string::npos) return -1;
@@ -211,7 +219,7 @@ int body(int argc, char** argv) {
         m->forward(ids, h);
       };
     };
-    auto observe_pass = [&] {
+    auto observe_pass = [&](bool with_logits) {
       ObserveOptions o;
       o.max_tokens_to_calc = 512;
       o.max_tokens_to_show = 32;
@@ -223,35 +231,41 @@ int body(int argc, char** argv) {
       Observer obs(*m, o, T);
       Hooks h;
       obs.install(h);
+      // With SSP on, the observation pass is also SSP's original pass and keeps the logits.
+      if (with_logits) h.add(Hook::Logits, [](at::Tensor&, const HookCtx&) {});
       m->forward(ids, h);
       obs.finish();
     };
-    auto r = measure_interleaved(reps, {[&] { m->forward(ids); }, observe_pass, ssp_pass(SspMode::SspBias),
-                                        ssp_pass(SspMode::SspDrop)});
-    const Measure plain = r[0], observe = r[1], ssp = r[2], ssp_drop = r[3];
+    auto r =
+        measure_interleaved(reps, {[&] { m->forward(ids); }, [&] { observe_pass(false); }, [&] { observe_pass(true); },
+                                   ssp_pass(SspMode::SspBias), ssp_pass(SspMode::SspDrop)});
+    const Measure plain = r[0], observe = r[1], observe_logits = r[2], ssp = r[3], ssp_drop = r[4];
     std::printf("\nT=%d\n", T);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: plain forward", plain.seconds,
                 T / plain.seconds, plain.peak_extra_mib, 1.0);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n",
                 ("ours: observation (" + steps_label + ")").c_str(),
                 observe.seconds, T / observe.seconds, observe.peak_extra_mib, observe.seconds / plain.seconds);
+    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: observation + logits (SSP on)",
+                observe_logits.seconds, T / observe_logits.seconds, observe_logits.peak_extra_mib,
+                observe_logits.seconds / plain.seconds);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: SSP pass (ssp_bias, 1 mode)",
                 ssp.seconds, T / ssp.seconds, ssp.peak_extra_mib, ssp.seconds / plain.seconds);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: SSP pass (ssp_drop, 1 mode)",
                 ssp_drop.seconds, T / ssp_drop.seconds, ssp_drop.peak_extra_mib, ssp_drop.seconds / plain.seconds);
     if (!a.has("--no-hf")) {
-      for (const char* mode : {"sdpa", "eager_outputs"}) {
+      for (const char* mode : {"sdpa", "eager_outputs", "eager_job"}) {
         auto js = run_hf(py, model_arg, random, T, threads, opt.dtype, reps, mode);
         const double sec = field(js, "seconds"), peak = field(js, "peak_extra_mib");
         if (sec <= 0) {
           std::printf("  HF %-31s failed or ran out of memory: %s\n", mode, js.empty() ? "(no output)" : js.c_str());
           continue;
         }
-        std::printf("  HF %-31s %9.3f s %10.0f tok/s  peak +%8.0f MiB  ours plain is %.2fx faster; observation %.2fx "
-                    "faster, %.2fx less memory\n",
-                    std::string(mode == std::string("sdpa") ? "plain forward (sdpa)" : "eager + output_attentions/hidden").c_str(),
-                    sec, T / sec, peak, sec / plain.seconds, sec / observe.seconds,
-                    peak / std::max(1.0, observe.peak_extra_mib));
+        std::printf(
+            "  HF %-31s %9.3f s %10.0f tok/s  peak +%8.0f MiB  ours plain is %.2fx faster; observation %.2fx "
+            "faster, %.2fx less memory\n",
+            hf_label(mode), sec, T / sec, peak, sec / plain.seconds, sec / observe.seconds,
+            peak / std::max(1.0, observe.peak_extra_mib));
       }
     }
   }

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """HF transformers side of sink-bench: one forward of T tokens, timed, with
-the peak resident memory it added. Modes: `sdpa` (HF's plain forward) and
+the peak resident memory it added. Modes: `sdpa` (HF's plain forward),
 `eager_outputs` (eager attention with output_attentions and
-output_hidden_states, as the seed study ran it). Prints one JSON line."""
+output_hidden_states, as the seed study ran it), and `eager_job` (the same
+forward plus forward hooks and every per-document §3 statistic computed from
+its outputs in the model's dtype, as the seed study did: the job our
+observation pass does, on HF). Prints one JSON line."""
 import argparse
 import json
 import os
@@ -22,6 +25,51 @@ def rss_mib():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return -1
+
+
+def seed_statistics(m, r, captured, T, Tc=512, S=32, show=None):
+    """The per-document §3 statistics from HF's outputs, straight from the definitions
+    (docs/metrics.md), in the model's dtype: what the seed study computed after each
+    forward. Llama-style attention modules (q/k/v/o_proj) only."""
+    import torch
+    cfg = m.config
+    L, H = cfg.num_hidden_layers, cfg.num_attention_heads
+    Tc, s = min(T, Tc), 0
+    show = show if show is not None else [0, L - 1]
+    out = []
+    for l in range(L):
+        A = r.attentions[l][0]  # [H, T, T]
+        a_s = A[:, s + 1:Tc, s]
+        st = {"sink_score": a_s.mean(1), "t64": A[:, s:min(64, T), s].mean(1)}
+        rows = A[:, 1:Tc, :]
+        e = -torch.special.xlogy(rows, rows).sum(-1)
+        st["entropy"] = e.mean(1)
+        st["entropy_norm"] = (e / torch.log(torch.arange(2, Tc + 1, dtype=e.dtype))).mean(1)
+        st["token_sink_score"] = torch.stack([A[:, j:Tc, j].mean(1) for j in range(min(S, Tc))], 1)
+        if l in show:
+            st["map"] = A[:, :S, :S].clone()
+        att = m.model.layers[l].self_attn
+        Wo = att.o_proj.weight
+        dh = Wo.shape[1] // H
+        kk, vv, z = captured[f"k{l}"][0], captured[f"v{l}"][0], captured[f"z{l}"][0].view(T, H, dh)
+        nkv = kk.shape[-1] // dh
+        kn = kk.view(T, nkv, dh).norm(dim=-1).repeat_interleave(H // nkv, 1)[:Tc]
+        vn = vv.view(T, nkv, dh).norm(dim=-1).repeat_interleave(H // nkv, 1)[:Tc]
+        st["k"] = (kn[s], (kn.sum(0) - kn[s]) / (Tc - 1))
+        st["v"] = (vn[s], (vn.sum(0) - vn[s]) / (Tc - 1))
+        vs = vv.view(T, nkv, dh)[s].repeat_interleave(H // nkv, 0)
+        Woh = Wo.view(-1, H, dh)
+        w_sink = torch.einsum("dhk,hk->hd", Woh, vs)
+        u = torch.einsum("ihk,dhk->ihd", z[s + 1:Tc], Woh)  # the per-head updates [n, H, d]
+        c = a_s.t().unsqueeze(-1) * w_sink.unsqueeze(0)
+        un, cn = u.norm(dim=-1), c.norm(dim=-1)
+        st["values"] = (cn.mean(0), un.mean(0), (cn / un).mean(0), (u - c).norm(dim=-1).mean(0))
+        C = a_s.t() @ w_sink
+        st["geometry"] = (C, captured[f"o{l}"][0][s + 1:Tc] - C)  # kept for the run's PCA
+        st["norms"] = (captured[f"o{l}"][0][:Tc].norm(dim=-1), captured[f"m{l}"][0][:Tc].norm(dim=-1))
+        out.append(st)
+    out.append([h[0][:Tc].norm(dim=-1) for h in r.hidden_states])
+    return out
 
 
 def main():
@@ -53,19 +101,35 @@ def main():
         m = tf.AutoModelForCausalLM.from_pretrained(a.model, dtype=dt, attn_implementation=impl)
     m.eval()
     ids = torch.tensor([[(i * 7919 + 13) % m.config.vocab_size for i in range(a.T)]])
-    kw = dict(output_attentions=True, output_hidden_states=True) if a.mode == "eager_outputs" else {}
+    kw = dict(output_attentions=True, output_hidden_states=True) if a.mode != "sdpa" else {}
+    captured = {}
+    run = lambda: m(ids, **kw)
+    if a.mode == "eager_job":
+        for l, layer in enumerate(m.model.layers):
+            at = layer.self_attn
+            keep = lambda name: (lambda mod, inp, out: captured.__setitem__(name, out))
+            at.k_proj.register_forward_hook(keep(f"k{l}"))
+            at.v_proj.register_forward_hook(keep(f"v{l}"))
+            at.o_proj.register_forward_hook(lambda mod, inp, out, l=l: captured.__setitem__(f"z{l}", inp[0]))
+            at.o_proj.register_forward_hook(keep(f"o{l}"))
+            layer.mlp.register_forward_hook(keep(f"m{l}"))
+
+        def run():
+            r = m(ids, **kw)
+            return r, seed_statistics(m, r, captured, a.T)
     try:
-        m(ids, **kw)
+        run()
         times, peak = [], 0
         for _ in range(a.reps):
             base = rss_mib()
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
             t0 = time.perf_counter()
-            out = m(ids, **kw)
+            out = run()
             times.append(time.perf_counter() - t0)
             peak = max(peak, peak_mib() - base)
             del out
+            captured.clear()
         times.sort()
         print(json.dumps({"seconds": times[len(times) // 2], "peak_extra_mib": peak, "threads": torch.get_num_threads()}))
     except (RuntimeError, MemoryError) as e:
