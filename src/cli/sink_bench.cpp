@@ -11,10 +11,14 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
+#include <malloc.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -28,31 +32,63 @@
 #include "sink/model/model.hpp"
 #include "sink/ssp/ssp.hpp"
 #include "sink/util/error.hpp"
+#ifdef SINK_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 namespace fs = std::filesystem;
 using namespace sink;
 
 namespace {
 
-// Peak resident memory since the last reset (Linux: clear_refs 5 resets VmHWM).
-void reset_peak() {
-  std::ofstream f("/proc/self/clear_refs");
-  f << "5";
-}
-double peak_mib() {
+// Peak memory of one pass. On the CPU: resident memory (VmHWM after a reset through
+// clear_refs) above what was resident before. glibc would keep the pages a previous pass
+// freed and hand them out again, hiding the next pass's peak, so sink-bench and the HF
+// child both run with a fixed mmap threshold (blocks of 128 KiB and up come from mmap and
+// go back to the kernel when freed) and trim the heap before each pass. On a GPU: the
+// caching allocator's peak of allocated bytes.
+constexpr int kMmapThreshold = 128 * 1024;
+const char* kHfMallocEnv = "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072";
+
+double proc_status_mib(const char* key) {
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(std::strlen(key))) / 1024.0;
   return -1;
 }
-double rss_mib() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  return -1;
-}
+
+struct PeakMeter {
+  at::Device dev;
+  double base = 0;
+  void reset() {
+    if (dev.is_cuda()) {
+#ifdef SINK_WITH_CUDA
+      c10::cuda::CUDACachingAllocator::resetPeakStats(dev.index());
+      base = c10::cuda::CUDACachingAllocator::getDeviceStats(dev.index()).allocated_bytes[0].current / 1048576.0;
+#endif
+      return;
+    }
+    malloc_trim(0);
+    base = proc_status_mib("VmRSS:");
+    std::ofstream f("/proc/self/clear_refs");
+    f << "5";
+  }
+  // Waits for the device (a CUDA pass returns before its kernels finish).
+  void sync() const {
+#ifdef SINK_WITH_CUDA
+    if (dev.is_cuda()) c10::cuda::device_synchronize();
+#endif
+  }
+  double extra_mib() const {
+#ifdef SINK_WITH_CUDA
+    if (dev.is_cuda())
+      return c10::cuda::CUDACachingAllocator::getDeviceStats(dev.index()).allocated_bytes[0].peak / 1048576.0 - base;
+#endif
+    return proc_status_mib("VmHWM:") - base;
+  }
+};
 
 struct Measure {
   double seconds = 0, peak_extra_mib = 0;
@@ -60,18 +96,19 @@ struct Measure {
 
 // Every pass warmed up once, then timed `reps` times round-robin (pass A, B, C, A, B, C,
 // ...), so that a slow spell of the machine lands on every pass alike; median per pass.
-std::vector<Measure> measure_interleaved(int reps, const std::vector<std::function<void()>>& passes) {
+std::vector<Measure> measure_interleaved(PeakMeter& meter, int reps, const std::vector<std::function<void()>>& passes) {
   for (const auto& fn : passes) fn();  // warm-up
+  meter.sync();
   std::vector<std::vector<double>> t(passes.size());
   std::vector<Measure> out(passes.size());
   for (int r = 0; r < reps; ++r)
     for (std::size_t p = 0; p < passes.size(); ++p) {
-      const double base = rss_mib();
-      reset_peak();
+      meter.reset();
       auto t0 = std::chrono::steady_clock::now();
       passes[p]();
+      meter.sync();
       t[p].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      out[p].peak_extra_mib = std::max(out[p].peak_extra_mib, peak_mib() - base);
+      out[p].peak_extra_mib = std::max(out[p].peak_extra_mib, meter.extra_mib());
     }
   for (std::size_t p = 0; p < passes.size(); ++p) {
     std::sort(t[p].begin(), t[p].end());
@@ -129,16 +166,22 @@ std::unique_ptr<Model> random_model(const std::string& cfg, const LoadOptions& o
 }
 
 std::string run_hf(const std::string& py, const std::string& model, bool random, int T, int threads,
-                   const std::string& dtype, int reps, const std::string& mode) {
+                   const std::string& dtype, const std::string& device, int reps, const std::string& mode) {
   std::ostringstream cmd;
-  cmd << py << " tools/bench/hf_bench.py --model '" << model << "' --T " << T << " --threads " << threads
-      << " --dtype " << dtype << " --reps " << reps << " --mode " << mode << (random ? " --random-weights" : "")
-      << " 2>/dev/null";
+  cmd << kHfMallocEnv << " " << py << " tools/bench/hf_bench.py --model '" << model << "' --T " << T << " --threads "
+      << threads << " --dtype " << dtype << " --device " << device << " --reps " << reps << " --mode " << mode
+      << (random ? " --random-weights" : "") << " 2>/dev/null";
   std::string out;
   if (FILE* p = popen(cmd.str().c_str(), "r")) {
     char buf[512];
     while (fgets(buf, sizeof buf, p)) out += buf;
-    pclose(p);
+    const int st = pclose(p);
+    // sh reports a child killed by signal N as exit status 128 + N.
+    const int sig = st == -1 ? 0 : WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st) > 128 ? WEXITSTATUS(st) - 128 : 0;
+    if (out.empty() && sig)
+      out = "killed by signal " + std::to_string(sig) + (sig == SIGKILL ? " (out of memory?)" : "");
+    else if (out.empty() && st != -1)
+      out = "exit status " + std::to_string(WEXITSTATUS(st));
   }
   return out;
 }
@@ -165,6 +208,7 @@ int body(int argc, char** argv) {
                  "                  [--steps basic,norms,values,viz]\n";
     return a.has("--help") ? 0 : kExitBadInput;
   }
+  mallopt(M_MMAP_THRESHOLD, kMmapThreshold);  // see PeakMeter
   const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   const int reps = static_cast<int>(a.get_int("--reps", 3));
@@ -176,6 +220,7 @@ int body(int argc, char** argv) {
   c10::InferenceMode guard;
   auto m = random ? random_model(model_arg, opt) : load_model(model_arg, opt);
   const auto& s = m->spec();
+  PeakMeter meter{m->weights().tok_embd.device()};
   double params = 0;
   for (const auto& L : m->weights().layers)
     for (const auto* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.experts_gate_up, &L.experts_down})
@@ -204,6 +249,11 @@ int body(int argc, char** argv) {
         throw InputError("--steps", "unknown step '" + x + "' (basic, norms, values, viz)");
   }
   const std::string steps_label = steps.size() == 4 ? "all steps" : a.get_or("--steps", "");
+  struct Ours {
+    int T;
+    Measure plain, observe;
+  };
+  std::vector<Ours> ours;
   for (int T : lengths) {
     std::vector<std::int64_t> ids(T);
     for (int i = 0; i < T; ++i) ids[i] = (i * 7919 + 13) % s.vocab;
@@ -236,16 +286,16 @@ int body(int argc, char** argv) {
       m->forward(ids, h);
       obs.finish();
     };
-    auto r =
-        measure_interleaved(reps, {[&] { m->forward(ids); }, [&] { observe_pass(false); }, [&] { observe_pass(true); },
-                                   ssp_pass(SspMode::SspBias), ssp_pass(SspMode::SspDrop)});
+    auto r = measure_interleaved(meter, reps,
+                                 {[&] { m->forward(ids); }, [&] { observe_pass(false); }, [&] { observe_pass(true); },
+                                  ssp_pass(SspMode::SspBias), ssp_pass(SspMode::SspDrop)});
     const Measure plain = r[0], observe = r[1], observe_logits = r[2], ssp = r[3], ssp_drop = r[4];
     std::printf("\nT=%d\n", T);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: plain forward", plain.seconds,
                 T / plain.seconds, plain.peak_extra_mib, 1.0);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n",
-                ("ours: observation (" + steps_label + ")").c_str(),
-                observe.seconds, T / observe.seconds, observe.peak_extra_mib, observe.seconds / plain.seconds);
+                ("ours: observation (" + steps_label + ")").c_str(), observe.seconds, T / observe.seconds,
+                observe.peak_extra_mib, observe.seconds / plain.seconds);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: observation + logits (SSP on)",
                 observe_logits.seconds, T / observe_logits.seconds, observe_logits.peak_extra_mib,
                 observe_logits.seconds / plain.seconds);
@@ -253,20 +303,30 @@ int body(int argc, char** argv) {
                 ssp.seconds, T / ssp.seconds, ssp.peak_extra_mib, ssp.seconds / plain.seconds);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: SSP pass (ssp_drop, 1 mode)",
                 ssp_drop.seconds, T / ssp_drop.seconds, ssp_drop.peak_extra_mib, ssp_drop.seconds / plain.seconds);
-    if (!a.has("--no-hf")) {
-      for (const char* mode : {"sdpa", "eager_outputs", "eager_job"}) {
-        auto js = run_hf(py, model_arg, random, T, threads, opt.dtype, reps, mode);
-        const double sec = field(js, "seconds"), peak = field(js, "peak_extra_mib");
-        if (sec <= 0) {
-          std::printf("  HF %-31s failed or ran out of memory: %s\n", mode, js.empty() ? "(no output)" : js.c_str());
-          continue;
-        }
-        std::printf(
-            "  HF %-31s %9.3f s %10.0f tok/s  peak +%8.0f MiB  ours plain is %.2fx faster; observation %.2fx "
-            "faster, %.2fx less memory\n",
-            hf_label(mode), sec, T / sec, peak, sec / plain.seconds, sec / observe.seconds,
-            peak / std::max(1.0, observe.peak_extra_mib));
+    std::fflush(stdout);
+    ours.push_back({T, plain, observe});
+  }
+  if (a.has("--no-hf")) return 0;
+  // HF runs after ours, with our model freed: each side has the machine's memory to itself.
+  m.reset();
+#ifdef SINK_WITH_CUDA
+  if (meter.dev.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  for (const auto& [T, plain, observe] : ours) {
+    std::printf("\nT=%d, HF transformers (%s)\n", T, py.c_str());
+    for (const char* mode : {"sdpa", "eager_outputs", "eager_job"}) {
+      auto js = run_hf(py, model_arg, random, T, threads, opt.dtype, opt.device, reps, mode);
+      const double sec = field(js, "seconds"), peak = field(js, "peak_extra_mib");
+      if (sec <= 0) {
+        std::printf("  HF %-31s failed: %s\n", hf_label(mode), js.empty() ? "(no output)" : js.c_str());
+        continue;
       }
+      std::printf(
+          "  HF %-31s %9.3f s %10.0f tok/s  peak +%8.0f MiB  ours plain is %.2fx faster; observation %.2fx "
+          "faster, %.2fx less memory\n",
+          hf_label(mode), sec, T / sec, peak, sec / plain.seconds, sec / observe.seconds,
+          peak / std::max(1.0, observe.peak_extra_mib));
+      std::fflush(stdout);
     }
   }
   return 0;

@@ -7,9 +7,9 @@ forward plus forward hooks and every per-document §3 statistic computed from
 its outputs in the model's dtype, as the seed study did: the job our
 observation pass does, on HF). Prints one JSON line."""
 import argparse
+import ctypes
 import json
 import os
-import resource
 import time
 
 
@@ -44,7 +44,7 @@ def seed_statistics(m, r, captured, T, Tc=512, S=32, show=None):
         rows = A[:, 1:Tc, :]
         e = -torch.special.xlogy(rows, rows).sum(-1)
         st["entropy"] = e.mean(1)
-        st["entropy_norm"] = (e / torch.log(torch.arange(2, Tc + 1, dtype=e.dtype))).mean(1)
+        st["entropy_norm"] = (e / torch.log(torch.arange(2, Tc + 1, dtype=e.dtype, device=e.device))).mean(1)
         st["token_sink_score"] = torch.stack([A[:, j:Tc, j].mean(1) for j in range(min(S, Tc))], 1)
         if l in show:
             st["map"] = A[:, :S, :S].clone()
@@ -79,6 +79,7 @@ def main():
     ap.add_argument("--T", type=int, required=True)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--mode", default="sdpa")
     a = ap.parse_args()
@@ -99,8 +100,27 @@ def main():
         m = tf.AutoModelForCausalLM.from_pretrained(d, gguf_file=f, config=cfg, dtype=dt, attn_implementation=impl)
     else:
         m = tf.AutoModelForCausalLM.from_pretrained(a.model, dtype=dt, attn_implementation=impl)
-    m.eval()
-    ids = torch.tensor([[(i * 7919 + 13) % m.config.vocab_size for i in range(a.T)]])
+    m.eval().to(a.device)
+    ids = torch.tensor([[(i * 7919 + 13) % m.config.vocab_size for i in range(a.T)]], device=a.device)
+    cuda = a.device.startswith("cuda")
+    libc = ctypes.CDLL("libc.so.6")
+
+    def reset_peak():  # as sink-bench's PeakMeter: freed pages back to the kernel, then VmHWM reset
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            return torch.cuda.memory_allocated() / 2**20
+        libc.malloc_trim(0)
+        base = rss_mib()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return base
+
+    def extra_peak(base):
+        if cuda:
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated() / 2**20 - base
+        return peak_mib() - base
     kw = dict(output_attentions=True, output_hidden_states=True) if a.mode != "sdpa" else {}
     captured = {}
     run = lambda: m(ids, **kw)
@@ -121,13 +141,12 @@ def main():
         run()
         times, peak = [], 0
         for _ in range(a.reps):
-            base = rss_mib()
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
+            base = reset_peak()
             t0 = time.perf_counter()
             out = run()
+            p = extra_peak(base)  # synchronises a GPU first
             times.append(time.perf_counter() - t0)
-            peak = max(peak, peak_mib() - base)
+            peak = max(peak, p)
             del out
             captured.clear()
         times.sort()
