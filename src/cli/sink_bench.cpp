@@ -43,14 +43,11 @@ using namespace sink;
 namespace {
 
 // Peak memory of one pass. On the CPU: resident memory (VmHWM after a reset through
-// clear_refs) above what was resident before. glibc would keep the pages a previous pass
-// freed and hand them out again, hiding the next pass's peak, so sink-bench and the HF
-// child both run with a fixed mmap threshold (blocks of 128 KiB and up come from mmap and
-// go back to the kernel when freed) and trim the heap before each pass. On a GPU: the
-// caching allocator's peak of allocated bytes.
-constexpr int kMmapThreshold = 128 * 1024;
-const char* kHfMallocEnv = "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=131072";
-
+// clear_refs) above what was resident before. glibc keeps the pages a previous pass freed
+// and hands them out again, which would hide the next pass's peak, so the heap is trimmed
+// (free pages back to the kernel) first; that makes the pass fault its pages in again, so
+// memory is measured in one extra untimed run of each pass, never in a timed one. The HF
+// child does the same. On a GPU: the caching allocator's peak of allocated bytes.
 double proc_status_mib(const char* key) {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -96,6 +93,7 @@ struct Measure {
 
 // Every pass warmed up once, then timed `reps` times round-robin (pass A, B, C, A, B, C,
 // ...), so that a slow spell of the machine lands on every pass alike; median per pass.
+// Then one untimed run of each for its peak memory (see PeakMeter).
 std::vector<Measure> measure_interleaved(PeakMeter& meter, int reps, const std::vector<std::function<void()>>& passes) {
   for (const auto& fn : passes) fn();  // warm-up
   meter.sync();
@@ -103,16 +101,18 @@ std::vector<Measure> measure_interleaved(PeakMeter& meter, int reps, const std::
   std::vector<Measure> out(passes.size());
   for (int r = 0; r < reps; ++r)
     for (std::size_t p = 0; p < passes.size(); ++p) {
-      meter.reset();
       auto t0 = std::chrono::steady_clock::now();
       passes[p]();
       meter.sync();
       t[p].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      out[p].peak_extra_mib = std::max(out[p].peak_extra_mib, meter.extra_mib());
     }
   for (std::size_t p = 0; p < passes.size(); ++p) {
     std::sort(t[p].begin(), t[p].end());
     out[p].seconds = t[p][t[p].size() / 2];
+    meter.reset();
+    passes[p]();
+    meter.sync();
+    out[p].peak_extra_mib = meter.extra_mib();
   }
   return out;
 }
@@ -168,8 +168,8 @@ std::unique_ptr<Model> random_model(const std::string& cfg, const LoadOptions& o
 std::string run_hf(const std::string& py, const std::string& model, bool random, int T, int threads,
                    const std::string& dtype, const std::string& device, int reps, const std::string& mode) {
   std::ostringstream cmd;
-  cmd << kHfMallocEnv << " " << py << " tools/bench/hf_bench.py --model '" << model << "' --T " << T << " --threads "
-      << threads << " --dtype " << dtype << " --device " << device << " --reps " << reps << " --mode " << mode
+  cmd << py << " tools/bench/hf_bench.py --model '" << model << "' --T " << T << " --threads " << threads << " --dtype "
+      << dtype << " --device " << device << " --reps " << reps << " --mode " << mode
       << (random ? " --random-weights" : "") << " 2>/dev/null";
   std::string out;
   if (FILE* p = popen(cmd.str().c_str(), "r")) {
@@ -208,13 +208,16 @@ int body(int argc, char** argv) {
                  "                  [--steps basic,norms,values,viz]\n";
     return a.has("--help") ? 0 : kExitBadInput;
   }
-  mallopt(M_MMAP_THRESHOLD, kMmapThreshold);  // see PeakMeter
   const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
   const int reps = static_cast<int>(a.get_int("--reps", 3));
   LoadOptions opt;
   opt.dtype = a.get_or("--dtype", "float32");
   opt.device = a.get_or("--device", "cpu");
+#ifndef SINK_WITH_CUDA
+  if (opt.device != "cpu")
+    throw InputError("--device", "'" + opt.device + "' needs a CUDA build of sink (cmake --preset cuda)");
+#endif
   const bool random = a.has("--random-weights");
   const std::string model_arg = random ? *a.get("--random-weights") : *a.get("--model");
   c10::InferenceMode guard;
