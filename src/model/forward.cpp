@@ -91,6 +91,29 @@ at::Tensor moe(const ModelSpec& s, const LayerWeights& L, const at::Tensor& h) {
   return out;
 }
 
+// Fused attention that also returns each row's natural-log sum of exp(scores), q/k/v as
+// (1, H, T, dh). CPU: the flash kernel, with or without an additive mask. CUDA: the flash
+// kernel for bfloat16/float16, the memory-efficient one for float32; no extra mask there
+// (fused_lse_ok), since the kernels' bias needs alignment the public entry point pads for.
+std::pair<at::Tensor, at::Tensor> attention_lse(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                bool causal, const std::optional<at::Tensor>& mask, double scale) {
+  if (q.is_cpu()) {
+    auto r = at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, mask, scale);
+    return {std::get<0>(r), std::get<1>(r)};
+  }
+  if (mask) throw std::logic_error("attention_lse: no additive mask on this device");
+  const auto T = q.size(2);
+  if (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf) {
+    auto r = at::_scaled_dot_product_flash_attention(q, k, v, 0.0, causal, false, scale);
+    return {std::get<0>(r), std::get<1>(r).narrow(-1, 0, T)};
+  }
+  auto r = at::_scaled_dot_product_efficient_attention(q, k, v, std::nullopt, true, 0.0, causal, scale);
+  return {std::get<0>(r), std::get<1>(r).narrow(-1, 0, T)};  // its log-sum-exp may be padded past T
+}
+
+// Whether attention_lse runs here: anywhere on the CPU; on CUDA without a window mask.
+bool fused_lse_ok(const at::Device& dev, int W) { return dev.is_cpu() || (dev.is_cuda() && W == 0); }
+
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   return b.defined() ? at::linear(x, w, b) : at::linear(x, w);
 }
@@ -217,13 +240,16 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
   // Additive T×T masks for the fused CPU kernel (-inf where query i may not see key j), built
   // once per forward for each sliding window W and dropped key, not once per layer. With
   // W = 0 the causal part is left to the kernel's causal flag.
-  std::map<std::pair<int, std::int64_t>, at::Tensor> fused_masks;
-  auto fused_mask = [&](int W, std::int64_t drop_key, const at::TensorOptions& o) -> const at::Tensor& {
-    at::Tensor& m = fused_masks[{W, drop_key}];
+  // with_causal: the mask hides the upper triangle itself (for kernels called without the flag).
+  std::map<std::tuple<int, std::int64_t, bool>, at::Tensor> fused_masks;
+  auto fused_mask = [&](int W, std::int64_t drop_key, const at::TensorOptions& o,
+                        bool with_causal = false) -> const at::Tensor& {
+    at::Tensor& m = fused_masks[{W, drop_key, with_causal}];
     if (!m.defined()) {
       auto qi = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
       auto kj = qi.t();
-      auto hide = W > 0 ? at::logical_or(kj > qi, kj <= qi - W) : at::zeros({T, T}, qi.options().dtype(at::kBool));
+      auto hide = W > 0 ? at::logical_or(kj > qi, kj <= qi - W)
+                        : with_causal ? (kj > qi) : at::zeros({T, T}, qi.options().dtype(at::kBool));
       if (drop_key >= 0) hide = hide.logical_or((kj == drop_key).logical_and(qi > drop_key));
       m = at::zeros({T, T}, o).masked_fill(hide, -std::numeric_limits<float>::infinity());
     }
@@ -268,14 +294,15 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     const bool plain_softmax = s.attn_softcap == 0 && !s.attn_sinks;
     // Removing one key's contribution needs its weights, which the fused CPU kernel's
     // log-sum-exp gives: A[i,s] = exp(scale·q_i·k_s − lse_i).
-    const bool subtract_fused = edit && edit->subtract_key >= 0 && edit->drop_key < 0 && plain_softmax &&
-                                !want_pattern && dev.is_cpu();
+    const bool fused_ok = plain_softmax && !opt_.explicit_attention;
+    const bool subtract_fused = edit && edit->subtract_key >= 0 && edit->drop_key < 0 && fused_ok && !want_pattern &&
+                                fused_lse_ok(dev, W);
     // Dropping one key (ssp_drop) is a fused pass with that key masked for later queries.
-    const bool drop_fused = edit && edit->drop_key >= 0 && edit->subtract_key < 0 && plain_softmax &&
-                            !want_pattern && dev.is_cpu();
+    const bool drop_fused = edit && edit->drop_key >= 0 && edit->subtract_key < 0 && fused_ok && !want_pattern &&
+                            (dev.is_cpu() || dev.is_cuda());
     // Observation statistics straight from the fused kernel (no pattern rows at all).
-    const bool stats_fused = hooks.stats_rows() > 0 && hooks.any(Hook::AttnStats, l) && plain_softmax && !edit &&
-                             dev.is_cpu();
+    const bool stats_fused =
+        hooks.stats_rows() > 0 && hooks.any(Hook::AttnStats, l) && fused_ok && !edit && fused_lse_ok(dev, W);
     if (!plain_softmax || (edit && !subtract_fused && !drop_fused)) explicit_rows = T;
     else if (want_pattern && !stats_fused) explicit_rows = std::min(T, hooks.pattern_rows());
     if (stats_fused) {
@@ -290,7 +317,7 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       auto rows = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
       auto cols = rows.t();
       if (W > 0) bias = fused_mask(W, -1, qs.options());
-      auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, W == 0, bias, s.attn_scale);
+      auto [out, lse] = attention_lse(qs, ks, vs, W == 0, bias, s.attn_scale);
       z.copy_(out[0]);
       auto qc = qs[0].narrow(1, 0, Tc).to(at::kFloat), kc = ks[0].narrow(1, 0, Tc);
       std::optional<at::Tensor> bias_c;
@@ -299,8 +326,7 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       // 2^-8 of scale·q·ō in absolute error.
       auto ks_c = ks.narrow(2, 0, Tc).to(at::kFloat);
       if (bias_c) bias_c = bias_c->to(at::kFloat);
-      auto okk = std::get<0>(at::_scaled_dot_product_flash_attention_for_cpu(
-          qs.narrow(2, 0, Tc).to(at::kFloat), ks_c, ks_c, 0.0, W == 0, bias_c, s.attn_scale));
+      auto okk = attention_lse(qs.narrow(2, 0, Tc).to(at::kFloat), ks_c, ks_c, W == 0, bias_c, s.attn_scale).first;
       auto lse_c = lse[0].narrow(1, 0, Tc).to(at::kFloat);  // (H, Tc)
       auto entropy = lse_c - (qc * okk[0].to(at::kFloat)).sum(-1) * s.attn_scale;
       auto sc = at::matmul(qc, kc.narrow(1, 0, S).to(at::kFloat).transpose(-1, -2)) * s.attn_scale;  // (H, Tc, S)
@@ -321,9 +347,14 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       auto qs = q.permute({1, 0, 2}).unsqueeze(0);  // (1, H, T, dh)
       auto ks = R > 1 ? kh.repeat_interleave(R, 0).unsqueeze(0) : kh.unsqueeze(0);
       auto vs = R > 1 ? vh.repeat_interleave(R, 0).unsqueeze(0) : vh.unsqueeze(0);
-      const at::Tensor& bias = fused_mask(W, key, qs.options());
-      auto out =
-          std::get<0>(at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, W == 0, bias, s.attn_scale))[0];
+      at::Tensor out;
+      if (dev.is_cpu()) {
+        const at::Tensor& bias = fused_mask(W, key, qs.options());
+        out = std::get<0>(at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, W == 0, bias, s.attn_scale))[0];
+      } else {  // the public entry point pads the mask for the memory-efficient kernel
+        out = at::scaled_dot_product_attention(qs, ks, vs, fused_mask(W, key, qs.options(), true), 0.0, false,
+                                               s.attn_scale)[0];
+      }
       if (edit->row_scale.defined() && T > key + 1)
         out.narrow(1, key + 1, T - key - 1).mul_(edit->row_scale.view({H, 1, 1}).to(dev, out.scalar_type()));
       z.copy_(out);
@@ -401,23 +432,35 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       z.narrow(1, q0, c).copy_(at::matmul(p, vc).view({H, c, dh}));  // (Hkv, R, c, dh)
     }
     if (subtract_fused) {
+      // Σ_{j≠s} A_ij v_j = (1 − A_is) · (the softmax over j ≠ s)·v: a fused pass with key s
+      // hidden from later queries, scaled by 1 − A_is computed without cancellation.
+      // (Subtracting A_is·v_s from the full output instead loses ε·|v_s|/|z| when the sink
+      // takes most of the row: in bfloat16 that is most of z.)
       const std::int64_t key = edit->subtract_key;
-      auto qs = q.permute({1, 0, 2}).unsqueeze(0);                           // (1, H, T, dh)
-      auto ks = kh.repeat_interleave(R, 0).unsqueeze(0), vs = vh.repeat_interleave(R, 0).unsqueeze(0);
-      at::Tensor out, lse;
-      if (W == 0) {
-        std::tie(out, lse) = at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, true, {}, s.attn_scale);
-      } else {
-        std::tie(out, lse) = at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, false,
-                                                                             fused_mask(W, -1, qs.options()), s.attn_scale);
-      }
-      // out (1, H, T, dh) is the layout the CPU kernel documents; lse (1, H, T) natural-log sum of exp(scores).
+      auto qs = q.permute({1, 0, 2}).unsqueeze(0);  // (1, H, T, dh)
+      auto ks = R > 1 ? kh.repeat_interleave(R, 0).unsqueeze(0) : kh.unsqueeze(0);
+      auto vs = R > 1 ? vh.repeat_interleave(R, 0).unsqueeze(0) : vh.unsqueeze(0);
       auto rows = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev));
       auto sees = (rows > key);
       if (W > 0) sees = sees.logical_and(rows - W < key);
-      auto score = (qs[0].to(at::kFloat) * ks[0].select(1, key).to(at::kFloat).unsqueeze(1)).sum(-1) * s.attn_scale;
-      sink_w = at::exp(score - lse[0].to(at::kFloat)) * sees.to(at::kFloat);      // [H, T]
-      z.copy_(out[0] - (sink_w.unsqueeze(-1) * vs[0].select(1, key).to(at::kFloat).unsqueeze(1)).to(z.scalar_type()));
+      auto x_s = (qs[0].to(at::kFloat) * ks[0].select(1, key).to(at::kFloat).unsqueeze(1)).sum(-1) * s.attn_scale;
+      at::Tensor out_drop, keep;  // keep = 1 − A_is, [H, T]
+      if (dev.is_cpu()) {
+        // One pass: its log-sum-exp is over j ≠ s, so A_is = σ(x_is − lse_i) and 1 − A_is = σ(lse_i − x_is).
+        auto [o, lse_drop] = attention_lse(qs, ks, vs, W == 0, fused_mask(W, key, qs.options()), s.attn_scale);
+        out_drop = o[0];
+        keep = at::sigmoid(lse_drop[0].to(at::kFloat) - x_s);
+      } else {
+        // The CUDA kernels take no mask together with the log-sum-exp: the full pass's log-sum-exp
+        // gives A_is (1 − A_is = −expm1(x_is − lse_i)), the masked pass the output.
+        out_drop = at::scaled_dot_product_attention(qs, ks, vs, fused_mask(W, key, qs.options(), true), 0.0, false,
+                                                    s.attn_scale)[0];
+        auto lse = attention_lse(qs, ks, vs, true, std::nullopt, s.attn_scale).second;
+        keep = -at::expm1(x_s - lse[0].to(at::kFloat));
+      }
+      keep = at::where(sees, keep, at::ones_like(keep));
+      sink_w = (1 - keep) * sees.to(at::kFloat);  // A_is for the hooks (μ is added per unit of it)
+      z.copy_((out_drop.to(at::kFloat) * keep.unsqueeze(-1)).to(z.scalar_type()));
     }
     if (sink_w.defined()) hooks.run(Hook::SinkWeight, sink_w, ctx);
     z = z.permute({1, 0, 2});  // [T, H, dh]

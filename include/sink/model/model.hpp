@@ -17,6 +17,9 @@ struct LoadOptions {
   std::string dtype = "float32";  // float32 | bfloat16 | float16
   std::string device = "cpu";     // cpu | cuda:N
   std::int64_t attn_chunk = 0;    // queries per attention chunk; 0 = choose from T and heads
+  // Statistics and SSP edits through the explicit chunked attention, never the fused kernels'
+  // log-sum-exp: the reference the fused paths are checked against (sink-bench --check-fused).
+  bool explicit_attention = false;
 };
 
 // Per-layer weights; unused ones stay undefined. Shapes as in HF nn.Linear ([out, in]).
@@ -55,8 +58,9 @@ class Model {
   const std::string& source() const { return source_; }
   void set_source(std::string s) { source_ = std::move(s); }
 
-  // One sequence of token ids → logits [T, vocab] (compute dtype). Hooks see
-  // every named intermediate. Runs under inference mode.
+  // One sequence of token ids → logits [T, vocab] (compute dtype), or an undefined tensor
+  // when the hooks say no one reads them (Hooks::set_logits_unused). Hooks see every named
+  // intermediate. Runs under inference mode.
   at::Tensor forward(const std::vector<std::int64_t>& ids, const Hooks& hooks = {}) const;
 
  private:
