@@ -23,22 +23,23 @@ std::size_t take(const std::vector<double>& in, std::size_t pos, at::Tensor& t) 
 }
 }  // namespace
 
-GeometryAccumulator::GeometryAccumulator(int n_layers, std::int64_t d, std::int64_t sketch)
+GeometryAccumulator::GeometryAccumulator(int n_layers, std::int64_t d, std::int64_t sketch, const at::Device& device)
     : n_layers_(n_layers), d_(d), k_(sketch), exact_(d <= kExactPcaMaxDim || sketch <= 0) {
-  n_ = at::zeros({n_layers, 2}, f64());
-  n_nonzero_ = at::zeros({n_layers, 2}, f64());
-  sum_ = at::zeros({n_layers, 2, d}, f64());
-  sum_unit_ = at::zeros({n_layers, 2, d}, f64());
-  sum_sq_ = at::zeros({n_layers, 2}, f64());
-  sum_norm_ = at::zeros({n_layers, 2}, f64());
+  const auto on = f64().device(device);
+  n_ = at::zeros({n_layers, 2}, on);
+  n_nonzero_ = at::zeros({n_layers, 2}, on);
+  sum_ = at::zeros({n_layers, 2, d}, on);
+  sum_unit_ = at::zeros({n_layers, 2, d}, on);
+  sum_sq_ = at::zeros({n_layers, 2}, on);
+  sum_norm_ = at::zeros({n_layers, 2}, on);
   if (exact_) {
     k_ = 0;
-    second_ = at::zeros({n_layers, 2, d, d}, f64());
+    second_ = at::zeros({n_layers, 2, d, d}, on);
   } else {
-    // Ω is the same on every rank and in every run: a fixed seed, CPU generator.
+    // Ω is the same on every rank, device and run: a fixed seed, CPU generator.
     auto gen = at::make_generator<at::CPUGeneratorImpl>(0x51CA7E);
-    omega_ = at::randn({d, k_}, gen, f64());
-    second_ = at::zeros({n_layers, 2, d, k_}, f64());
+    omega_ = at::randn({d, k_}, gen, f64()).to(device);
+    second_ = at::zeros({n_layers, 2, d, k_}, on);
   }
 }
 

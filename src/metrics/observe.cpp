@@ -56,7 +56,7 @@ Observer::Observer(const Model& m, const ObserveOptions& opt, std::int64_t T) : 
   const auto& s = m.spec();
   Tc_ = std::min(T, o_.max_tokens_to_calc);
   layers_.resize(s.n_layers);
-  if (o_.geometry) geom_ = GeometryAccumulator(s.n_layers, s.d_model, o_.sketch);
+  if (o_.geometry) geom_ = GeometryAccumulator(s.n_layers, s.d_model, o_.sketch, m.weights().tok_embd.device());
   if (o_.mu) mu_ = MuAccumulator(s.n_layers, s.n_heads, s.d_model);
   const auto P = o_.max_tokens_to_calc;
   // Per-document arrays stay on the model's device until finish(): no host sync per layer.
@@ -84,7 +84,7 @@ void Observer::on_hidden(int index, const at::Tensor& h) {
 
 void Observer::install(Hooks& hooks) {
   const auto& spec = m_.spec();
-  const std::int64_t H = spec.n_heads, R = spec.n_rep(), dh = spec.head_dim, d = spec.d_model;
+  const std::int64_t H = spec.n_heads, R = spec.n_rep(), dh = spec.head_dim;
   const std::int64_t s = o_.sink, Tc = Tc_, S = o_.max_tokens_to_show;
   const auto dev = m_.weights().tok_embd.device();
   hooks.set_pattern_rows(Tc);  // rows past T_c are never reduced: let them run fused
@@ -111,10 +111,15 @@ void Observer::install(Hooks& hooks) {
   hooks.add(Hook::V, [=, this](at::Tensor& v, const HookCtx& c) {
     auto& L = layers_[c.layer];
     if (o_.values) kv_norms(v, L.v_sink, L.v_other);
-    auto vs = v[s].to(at::kFloat).repeat_interleave(R, 0);                          // [H, dh]
-    L.v_s = vs;
-    auto wo = m_.weights().layers[c.layer].wo.to(at::kFloat).view({d, H, dh});      // W_O per head
-    L.w_sink = at::einsum("dhk,hk->hd", {wo, vs});                                  // [H, d]
+    const auto& wo = m_.weights().layers[c.layer].wo;                              // [d, H·dh]
+    auto vs = v[s].repeat_interleave(R, 0).to(wo.scalar_type());                    // [H, dh] (v is in wo's dtype)
+    L.v_s = vs.to(at::kFloat);
+    // w_sink[h] = W_O^h v_s^h for every h as one product with a block-diagonal [H·dh, H]
+    // matrix: W_O is read once in its own dtype, never copied (a float32 copy of a 7B
+    // model's W_O per layer was a third of the observation pass on a GPU).
+    auto blocks = at::zeros({H, dh, H}, vs.options());
+    blocks.diagonal(0, 0, 2).copy_(vs.t());
+    L.w_sink = at::matmul(wo, blocks.view({H * dh, H})).t().to(at::kFloat);         // [H, d]
     L.a_sink = at::zeros({H, Tc}, f32().device(dev));
     L.sink_sum = at::zeros({H}, f32().device(dev));
     L.t64_sum = at::zeros_like(L.sink_sum);
