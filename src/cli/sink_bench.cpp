@@ -192,6 +192,15 @@ const char* hf_label(const std::string& mode) {
   return "eager + outputs + statistics";  // eager_job: the seed study's whole per-document job
 }
 
+// Largest |a − b| relative to max |b| (NaNs where both are NaN are equal).
+double rel_diff(const at::Tensor& a, const at::Tensor& b) {
+  auto x = a.to(at::kCPU, at::kDouble), y = b.to(at::kCPU, at::kDouble);
+  auto both_nan = at::logical_and(at::isnan(x), at::isnan(y));
+  auto d = at::where(both_nan, at::zeros_like(x), (x - y).abs());
+  const double scale = at::where(at::isnan(y), at::zeros_like(y), y.abs()).max().item<double>();
+  return d.max().item<double>() / std::max(scale, 1e-30);
+}
+
 double field(const std::string& json, const std::string& key) {
   auto k = json.find("\"" + key + "\"");
   if (k == std::string::npos) return -1;
@@ -199,13 +208,14 @@ double field(const std::string& json, const std::string& key) {
 }
 
 int body(int argc, char** argv) {
-  Args a(argc, argv,
-         {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device", "--steps"},
-         {"--no-hf", "--help"});
+  Args a(
+      argc, argv,
+      {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device", "--steps"},
+      {"--no-hf", "--check-fused", "--help"});
   if (a.has("--help") || a.has("--model") == a.has("--random-weights")) {
     std::cout << "usage: sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]\n"
                  "                  [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu]\n"
-                 "                  [--steps basic,norms,values,viz]\n";
+                 "                  [--steps basic,norms,values,viz] [--check-fused]\n";
     return a.has("--help") ? 0 : kExitBadInput;
   }
   const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency()));
@@ -229,6 +239,19 @@ int body(int argc, char** argv) {
     for (const auto* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.experts_gate_up, &L.experts_down})
       if (t->defined()) params += double(t->numel());
   params += double(m->weights().tok_embd.numel()) * (s.tied_embeddings ? 1 : 2);
+  // Matrix-product FLOPs of one plain forward of T tokens: 2·T per weight of every layer's
+  // products (a mixture of experts counts its top-k share) and the head, plus causal
+  // attention, 2·H·dh·T² per layer for q·kᵀ and A·v over the lower triangle.
+  double mm_params = double(s.vocab) * double(s.d_model);
+  for (const auto& L : m->weights().layers) {
+    for (const auto* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      if (t->defined()) mm_params += double(t->numel());
+    for (const auto* t : {&L.experts_gate_up, &L.experts_down})
+      if (t->defined()) mm_params += double(t->numel()) * s.top_k / std::max(1, s.n_experts);
+  }
+  auto forward_flops = [&, L = s.n_layers, H = s.n_heads, dh = s.head_dim](double T) {
+    return 2 * T * mm_params + 2.0 * L * H * dh * T * T;
+  };
   const std::string py = a.get_or("--python", fs::exists(".venv/bin/python") ? ".venv/bin/python" : "python3");
   std::vector<int> lengths;
   {
@@ -257,6 +280,8 @@ int body(int argc, char** argv) {
     Measure plain, observe;
   };
   std::vector<Ours> ours;
+  const bool check_fused = a.has("--check-fused");
+  double check_worst = 0;
   for (int T : lengths) {
     std::vector<std::int64_t> ids(T);
     for (int i = 0; i < T; ++i) ids[i] = (i * 7919 + 13) % s.vocab;
@@ -272,7 +297,7 @@ int body(int argc, char** argv) {
         m->forward(ids, h);
       };
     };
-    auto observe_pass = [&](bool with_logits) {
+    auto observe_options = [&] {
       ObserveOptions o;
       o.max_tokens_to_calc = 512;
       o.max_tokens_to_show = 32;
@@ -281,7 +306,46 @@ int body(int argc, char** argv) {
       o.norms = steps.count("norms") > 0;
       o.values = o.geometry = steps.count("values") > 0;
       o.viz = steps.count("viz") > 0;
-      Observer obs(*m, o, T);
+      return o;
+    };
+    if (check_fused) {
+      // The fused statistics and SSP paths against the explicit chunked attention on the same
+      // weights and device (the explicit path is the one checked against HF on the CPU).
+      LoadOptions eo = opt;
+      eo.explicit_attention = true;
+      Model ref(m->spec(), m->weights(), eo);
+      auto observe = [&](const Model& mm) {
+        Observer obs(mm, observe_options(), T);
+        Hooks h;
+        obs.install(h);
+        mm.forward(ids, h);
+        return obs.finish();
+      };
+      auto fused = observe(*m), expl = observe(ref);
+      std::string worst_name;
+      double worst = 0;
+      for (const auto& [k, v] : expl) {
+        const double r = rel_diff(fused.at(k), v);
+        if (r > worst || worst_name.empty()) worst = r, worst_name = k;
+      }
+      std::printf("\nT=%d, fused vs explicit attention (%s)\n  observation: largest relative difference %.2e (%s)\n", T,
+                  opt.dtype.c_str(), worst, worst_name.c_str());
+      check_worst = std::max(check_worst, worst);
+      for (SspMode mode : {SspMode::SspBias, SspMode::SspDrop}) {
+        auto logits = [&](const Model& mm) {
+          Hooks h;
+          install_ssp(mm, b, mode, h);
+          return mm.forward(ids, h);
+        };
+        const double r = rel_diff(logits(*m), logits(ref));
+        std::printf("  %s logits: largest relative difference %.2e\n", ssp_mode_name(mode), r);
+        check_worst = std::max(check_worst, r);
+      }
+      std::fflush(stdout);
+      continue;
+    }
+    auto observe_pass = [&](bool with_logits) {
+      Observer obs(*m, observe_options(), T);
       Hooks h;
       obs.install(h);
       // With SSP on, the observation pass is also SSP's original pass and keeps the logits.
@@ -306,8 +370,18 @@ int body(int argc, char** argv) {
                 ssp.seconds, T / ssp.seconds, ssp.peak_extra_mib, ssp.seconds / plain.seconds);
     std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: SSP pass (ssp_drop, 1 mode)",
                 ssp_drop.seconds, T / ssp_drop.seconds, ssp_drop.peak_extra_mib, ssp_drop.seconds / plain.seconds);
+    std::printf("  matrix products of one plain forward: %.2f TFLOP; plain %.2f TFLOP/s, observation %.2f TFLOP/s\n",
+                forward_flops(T) / 1e12, forward_flops(T) / plain.seconds / 1e12,
+                forward_flops(T) / observe.seconds / 1e12);
     std::fflush(stdout);
     ours.push_back({T, plain, observe});
+  }
+  if (check_fused) {
+    // float32: the two paths differ in summation order only; bfloat16: in where they round.
+    const double tol = opt.dtype == "float32" ? 1e-4 : 5e-2;
+    std::printf("\ncheck-fused: %s (largest %.2e, tolerance %.0e)\n", check_worst <= tol ? "passed" : "FAILED",
+                check_worst, tol);
+    return check_worst <= tol ? 0 : 1;
   }
   if (a.has("--no-hf")) return 0;
   // HF runs after ours, with our model freed: each side has the machine's memory to itself.
