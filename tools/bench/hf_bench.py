@@ -91,7 +91,8 @@ def main():
     impl = "sdpa" if a.mode == "sdpa" else "eager"
     if a.random_weights:
         cfg = tf.AutoConfig.from_pretrained(os.path.dirname(a.model) if a.model.endswith(".json") else a.model)
-        m = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation=impl, dtype=dt)
+        with torch.device(a.device):  # initialised where it runs: a 7B model's CPU init takes minutes
+            m = tf.AutoModelForCausalLM.from_config(cfg, attn_implementation=impl, dtype=dt)
     elif a.model.endswith(".gguf"):
         d, f = os.path.split(a.model)
         cfg = tf.AutoConfig.from_pretrained(d, gguf_file=f)
