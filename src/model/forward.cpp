@@ -237,10 +237,9 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     x = x * normalizer;
   }
 
-  // Additive T×T masks for the fused CPU kernel (-inf where query i may not see key j), built
+  // Additive T×T masks for the fused kernels (-inf where query i may not see key j), built
   // once per forward for each sliding window W and dropped key, not once per layer. With
-  // W = 0 the causal part is left to the kernel's causal flag.
-  // with_causal: the mask hides the upper triangle itself (for kernels called without the flag).
+  // W = 0 the causal part is left to the kernel's causal flag unless with_causal.
   std::map<std::tuple<int, std::int64_t, bool>, at::Tensor> fused_masks;
   auto fused_mask = [&](int W, std::int64_t drop_key, const at::TensorOptions& o,
                         bool with_causal = false) -> const at::Tensor& {
@@ -292,8 +291,8 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     // pattern hooks ask for, else none; the other rows go through the fused kernel.
     std::int64_t explicit_rows = 0;
     const bool plain_softmax = s.attn_softcap == 0 && !s.attn_sinks;
-    // Removing one key's contribution needs its weights, which the fused CPU kernel's
-    // log-sum-exp gives: A[i,s] = exp(scale·q_i·k_s − lse_i).
+    // Removing one key's contribution needs its weights, which a fused kernel's log-sum-exp
+    // gives: A[i,s] = exp(scale·q_i·k_s − lse_i) (attention_lse, where fused_lse_ok).
     const bool fused_ok = plain_softmax && !opt_.explicit_attention;
     const bool subtract_fused = edit && edit->subtract_key >= 0 && edit->drop_key < 0 && fused_ok && !want_pattern &&
                                 fused_lse_ok(dev, W);
