@@ -115,8 +115,7 @@ void Observer::install(Hooks& hooks) {
     auto vs = v[s].repeat_interleave(R, 0).to(wo.scalar_type());                    // [H, dh] (v is in wo's dtype)
     L.v_s = vs.to(at::kFloat);
     // w_sink[h] = W_O^h v_s^h for every h as one product with a block-diagonal [H·dh, H]
-    // matrix: W_O is read once in its own dtype, never copied (a float32 copy of a 7B
-    // model's W_O per layer was a third of the observation pass on a GPU).
+    // matrix: W_O is read once in its own dtype, not copied to float32 in every layer.
     auto blocks = at::zeros({H, dh, H}, vs.options());
     blocks.diagonal(0, 0, 2).copy_(vs.t());
     L.w_sink = at::matmul(wo, blocks.view({H * dh, H})).t().to(at::kFloat);         // [H, d]

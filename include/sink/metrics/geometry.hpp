@@ -25,7 +25,7 @@ class GeometryAccumulator {
   GeometryAccumulator() = default;
   // sketch = k for d > kExactPcaMaxDim (0: always exact).
   // The sums live on `device` (the activations' device: a per-document accumulator built on
-  // the host and copied over cost a 7B model's observation pass on a GPU ~10 %).
+  // the host and copied over cost a 7B model's observation pass on an H200 13 %).
   GeometryAccumulator(int n_layers, std::int64_t d, std::int64_t sketch, const at::Device& device = at::kCPU);
   // v: [n, d] rows for layer l; which = 0 for C (sink), 1 for R (rest).
   void add(int layer, int which, const at::Tensor& v);
