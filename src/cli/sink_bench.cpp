@@ -213,9 +213,10 @@ int body(int argc, char** argv) {
       {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device", "--steps"},
       {"--no-hf", "--check-fused", "--help"});
   if (a.has("--help") || a.has("--model") == a.has("--random-weights")) {
-    std::cout << "usage: sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]\n"
-                 "                  [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu]\n"
-                 "                  [--steps basic,norms,values,viz] [--check-fused]\n";
+    std::cout
+        << "usage: sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]\n"
+           "                  [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu|cuda:N]\n"
+           "                  [--steps basic,norms,values,viz] [--check-fused]\n";
     return a.has("--help") ? 0 : kExitBadInput;
   }
   const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency()));
@@ -234,20 +235,17 @@ int body(int argc, char** argv) {
   auto m = random ? random_model(model_arg, opt) : load_model(model_arg, opt);
   const auto& s = m->spec();
   PeakMeter meter{m->weights().tok_embd.device()};
-  double params = 0;
-  for (const auto& L : m->weights().layers)
-    for (const auto* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.experts_gate_up, &L.experts_down})
-      if (t->defined()) params += double(t->numel());
-  params += double(m->weights().tok_embd.numel()) * (s.tied_embeddings ? 1 : 2);
-  // Matrix-product FLOPs of one plain forward of T tokens: 2·T per weight of every layer's
-  // products (a mixture of experts counts its top-k share) and the head, plus causal
-  // attention, 2·H·dh·T² per layer for q·kᵀ and A·v over the lower triangle.
+  // Parameters, and the matrix-product FLOPs of one plain forward of T tokens: 2·T per weight
+  // of every layer's products (a mixture of experts counts its top-k share) and the head,
+  // plus causal attention, 2·H·dh·T² per layer for q·kᵀ and A·v over the lower triangle.
+  double params = double(m->weights().tok_embd.numel()) * (s.tied_embeddings ? 1 : 2);
   double mm_params = double(s.vocab) * double(s.d_model);
   for (const auto& L : m->weights().layers) {
     for (const auto* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      if (t->defined()) mm_params += double(t->numel());
+      if (t->defined()) params += double(t->numel()), mm_params += double(t->numel());
     for (const auto* t : {&L.experts_gate_up, &L.experts_down})
-      if (t->defined()) mm_params += double(t->numel()) * s.top_k / std::max(1, s.n_experts);
+      if (t->defined())
+        params += double(t->numel()), mm_params += double(t->numel()) * s.top_k / std::max(1, s.n_experts);
   }
   auto forward_flops = [&, L = s.n_layers, H = s.n_heads, dh = s.head_dim](double T) {
     return 2 * T * mm_params + 2.0 * L * H * dh * T * T;
@@ -358,18 +356,15 @@ int body(int argc, char** argv) {
                                   ssp_pass(SspMode::SspBias), ssp_pass(SspMode::SspDrop)});
     const Measure plain = r[0], observe = r[1], observe_logits = r[2], ssp = r[3], ssp_drop = r[4];
     std::printf("\nT=%d\n", T);
-    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: plain forward", plain.seconds,
-                T / plain.seconds, plain.peak_extra_mib, 1.0);
-    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n",
-                ("ours: observation (" + steps_label + ")").c_str(), observe.seconds, T / observe.seconds,
-                observe.peak_extra_mib, observe.seconds / plain.seconds);
-    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: observation + logits (SSP on)",
-                observe_logits.seconds, T / observe_logits.seconds, observe_logits.peak_extra_mib,
-                observe_logits.seconds / plain.seconds);
-    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: SSP pass (ssp_bias, 1 mode)",
-                ssp.seconds, T / ssp.seconds, ssp.peak_extra_mib, ssp.seconds / plain.seconds);
-    std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", "ours: SSP pass (ssp_drop, 1 mode)",
-                ssp_drop.seconds, T / ssp_drop.seconds, ssp_drop.peak_extra_mib, ssp_drop.seconds / plain.seconds);
+    auto row = [&](const std::string& label, const Measure& x) {
+      std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", label.c_str(), x.seconds,
+                  T / x.seconds, x.peak_extra_mib, x.seconds / plain.seconds);
+    };
+    row("ours: plain forward", plain);
+    row("ours: observation (" + steps_label + ")", observe);
+    row("ours: observation + logits (SSP on)", observe_logits);
+    row("ours: SSP pass (ssp_bias, 1 mode)", ssp);
+    row("ours: SSP pass (ssp_drop, 1 mode)", ssp_drop);
     std::printf("  matrix products of one plain forward: %.2f TFLOP; plain %.2f TFLOP/s, observation %.2f TFLOP/s\n",
                 forward_flops(T) / 1e12, forward_flops(T) / plain.seconds / 1e12,
                 forward_flops(T) / observe.seconds / 1e12);
