@@ -124,20 +124,21 @@ def main():
         return peak_mib() - base
     kw = dict(output_attentions=True, output_hidden_states=True) if a.mode != "sdpa" else {}
     captured = {}
-    run = lambda: m(ids, **kw)
-    if a.mode == "eager_job":
+    job = a.mode == "eager_job"
+    if job:
+        keep = lambda name: (lambda mod, inp, out: captured.__setitem__(name, out))
         for l, layer in enumerate(m.model.layers):
             at = layer.self_attn
-            keep = lambda name: (lambda mod, inp, out: captured.__setitem__(name, out))
             at.k_proj.register_forward_hook(keep(f"k{l}"))
             at.v_proj.register_forward_hook(keep(f"v{l}"))
             at.o_proj.register_forward_hook(lambda mod, inp, out, l=l: captured.__setitem__(f"z{l}", inp[0]))
             at.o_proj.register_forward_hook(keep(f"o{l}"))
             layer.mlp.register_forward_hook(keep(f"m{l}"))
 
-        def run():
-            r = m(ids, **kw)
-            return r, seed_statistics(m, r, captured, a.T)
+    def run():
+        r = m(ids, **kw)
+        return (r, seed_statistics(m, r, captured, a.T)) if job else r
+
     try:
         run()
         times = []
