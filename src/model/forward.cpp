@@ -325,7 +325,7 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       // 2^-8 of scale·q·ō in absolute error.
       auto ks_c = ks.narrow(2, 0, Tc).to(at::kFloat);
       if (bias_c) bias_c = bias_c->to(at::kFloat);
-      auto okk = attention_lse(qs.narrow(2, 0, Tc).to(at::kFloat), ks_c, ks_c, W == 0, bias_c, s.attn_scale).first;
+      auto okk = attention_lse(qc.unsqueeze(0), ks_c, ks_c, W == 0, bias_c, s.attn_scale).first;
       auto lse_c = lse[0].narrow(1, 0, Tc).to(at::kFloat);  // (H, Tc)
       auto entropy = lse_c - (qc * okk[0].to(at::kFloat)).sum(-1) * s.attn_scale;
       auto sc = at::matmul(qc, kc.narrow(1, 0, S).to(at::kFloat).transpose(-1, -2)) * s.attn_scale;  // (H, Tc, S)
