@@ -53,38 +53,46 @@ void GeometryAccumulator::add(int l, int w, const at::Tensor& v) {
   // The sums live where the activations are: no copy to the host (a sync) inside the layer loop.
   auto x = v.to(at::kDouble);
   if (x.device() != n_.device()) to_device(x.device());
-  auto norms = x.norm(2, 1);  // [n]
-  n_[l][w] += static_cast<double>(x.size(0));
-  sum_[l][w] += x.sum(0);
+  auto norms = at::linalg_vector_norm(x, 2, 1);  // [n]
   // Unit vectors of non-zero rows only: a zero vector has no direction (e.g. the sink
   // outside a sliding window writes exactly nothing), so it is left out of the cosine mean.
   auto nz = norms > 0;
-  n_nonzero_[l][w] += nz.sum().to(at::kDouble);
-  sum_unit_[l][w] += at::matmul(at::where(nz, 1.0 / norms.clamp_min(1e-300), at::zeros_like(norms)), x);
-  sum_sq_[l][w] += norms.pow(2).sum();
+  auto inv = at::where(nz, norms.clamp_min(1e-300).reciprocal(), 0.0);
+  n_[l][w] += static_cast<double>(x.size(0));
+  sum_[l][w] += x.sum(0);
+  n_nonzero_[l][w] += nz.sum();
+  sum_unit_[l][w] += at::mv(x.t(), inv);
+  sum_sq_[l][w] += norms.dot(norms);
   sum_norm_[l][w] += norms.sum();
-  if (exact_) second_[l][w] += at::matmul(x.t(), x);
-  else second_[l][w] += at::matmul(x.t(), at::matmul(x, omega_));
+  if (exact_)
+    second_[l][w].addmm_(x.t(), x);
+  else
+    second_[l][w].addmm_(x.t(), at::mm(x, omega_));
 }
 
-void GeometryAccumulator::add_factored(int l, int w, const at::Tensor& a_in, const at::Tensor& w_in) {
-  if (a_in.size(0) == 0) return;
-  auto a = a_in.to(at::kDouble), W = w_in.to(at::kDouble);  // [n, r], [r, d]
+void GeometryAccumulator::add_factored(int l0, int w, const at::Tensor& a_in, const at::Tensor& w_in) {
+  if (a_in.size(-2) == 0) return;
+  // [n, r] and [r, d] for layer l0, or [Lb, n, r] and [Lb, r, d] for layers l0 .. l0 + Lb − 1.
+  auto a = a_in.to(at::kDouble), W = w_in.to(at::kDouble);
+  if (a.dim() == 2) a = a.unsqueeze(0), W = W.unsqueeze(0);
   if (a.device() != n_.device()) to_device(a.device());
-  auto M = at::matmul(W, W.t());                                   // [r, r]
-  auto norms = (at::matmul(a, M) * a).sum(1).clamp_min(0).sqrt();  // ‖a_iᵀW‖, [n]
+  const auto Lb = a.size(0);
+  auto M = at::matmul(W, W.transpose(1, 2));                       // [Lb, r, r]
+  auto norms = (at::matmul(a, M) * a).sum(2).clamp_min(0).sqrt();  // ‖a_iᵀW‖, [Lb, n]
   auto nz = norms > 0;  // exactly 0 iff a_i = 0 (M is positive semi-definite)
-  n_[l][w] += static_cast<double>(a.size(0));
-  sum_[l][w] += at::matmul(a.sum(0), W);
-  n_nonzero_[l][w] += nz.sum().to(at::kDouble);
-  sum_unit_[l][w] += at::matmul(at::matmul(at::where(nz, 1.0 / norms.clamp_min(1e-300), at::zeros_like(norms)), a), W);
-  sum_sq_[l][w] += norms.pow(2).sum();
-  sum_norm_[l][w] += norms.sum();
-  auto ata = at::matmul(a.t(), a);  // [r, r]
+  auto inv = at::where(nz, norms.clamp_min(1e-300).reciprocal(), 0.0);
+  auto lw = [&](const at::Tensor& t) { return t.narrow(0, l0, Lb).select(1, w); };
+  lw(n_) += static_cast<double>(a.size(1));
+  lw(sum_) += at::matmul(a.sum(1).unsqueeze(1), W).squeeze(1);
+  lw(n_nonzero_) += nz.sum(1).to(at::kDouble);
+  lw(sum_unit_) += at::matmul(at::matmul(inv.unsqueeze(1), a), W).squeeze(1);
+  lw(sum_sq_) += (norms * norms).sum(1);
+  lw(sum_norm_) += norms.sum(1);
+  auto ata = at::matmul(a.transpose(1, 2), a);  // [Lb, r, r]
   if (exact_)
-    second_[l][w] += at::matmul(W.t(), at::matmul(ata, W));
+    lw(second_) += at::matmul(W.transpose(1, 2), at::matmul(ata, W));
   else
-    second_[l][w] += at::matmul(W.t(), at::matmul(ata, at::matmul(W, omega_)));
+    lw(second_) += at::matmul(W.transpose(1, 2), at::matmul(ata, at::matmul(W, omega_)));
 }
 
 void GeometryAccumulator::merge(const GeometryAccumulator& o) {
@@ -185,14 +193,17 @@ MuAccumulator::MuAccumulator(int n_layers, int n_heads, std::int64_t d)
   count_ = at::zeros({n_layers}, f64());
 }
 
-void MuAccumulator::add(int l, const at::Tensor& a, const at::Tensor& w) {
-  if (a.size(1) == 0) return;
-  auto as = a.to(at::kDouble).sum(1);  // [H], on the activations' device (no sync)
+void MuAccumulator::add(int l0, const at::Tensor& a_in, const at::Tensor& w_in) {
+  if (a_in.size(-1) == 0) return;
+  // [H, n] and [H, d] for layer l0, or [Lb, H, n] and [Lb, H, d] for layers l0 .. l0 + Lb − 1.
+  auto a = a_in.dim() == 2 ? a_in.unsqueeze(0) : a_in, w = w_in.dim() == 2 ? w_in.unsqueeze(0) : w_in;
+  auto as = a.to(at::kDouble).sum(2);  // [Lb, H], on the activations' device (no sync)
   if (as.device() != head_sum_.device())
     for (auto* t : {&head_sum_, &alpha_sum_, &count_}) *t = t->to(as.device());
-  head_sum_[l] += as.unsqueeze(1) * w.to(at::kDouble);
-  alpha_sum_[l] += as;
-  count_[l] += static_cast<double>(a.size(1));
+  const auto Lb = a.size(0);
+  head_sum_.narrow(0, l0, Lb) += as.unsqueeze(2) * w.to(at::kDouble);
+  alpha_sum_.narrow(0, l0, Lb) += as;
+  count_.narrow(0, l0, Lb) += static_cast<double>(a.size(2));
 }
 
 void MuAccumulator::merge(const MuAccumulator& o) {

@@ -1,6 +1,7 @@
 // GeometryAccumulator::add_factored (rows a_iᵀW never formed) must give the sums that
 // add() gives for the explicit rows, in both the exact and the sketched mode, with zero
-// rows (the sink outside a sliding window) left out of the direction mean alike.
+// rows (the sink outside a sliding window) left out of the direction mean alike; and
+// several layers in one call the same as one call per layer.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -34,6 +35,18 @@ void check(std::int64_t d, std::int64_t sketch) {
   factored.add_factored(1, 0, a2, w);
   expect_same(factored, rows);
   EXPECT_EQ(factored.summary().at("count")[1][0].item<double>(), double(n + 40));
+}
+
+// Several layers in one call ([Lb, n, r], [Lb, r, d], as the observation adds C after the
+// forward) must give what one call per layer gives.
+TEST(Geometry, FactoredLayersAtOnceEqualOneCallPerLayer) {
+  at::manual_seed(11);
+  const std::int64_t L = 4, n = 120, r = 6, d = 300;
+  auto a = at::rand({L, n, r}, at::kFloat), w = at::randn({L, r, d}, at::kFloat);
+  sink::GeometryAccumulator batched(L + 1, d, 16), layered(L + 1, d, 16);
+  batched.add_factored(1, 0, a, w);
+  for (std::int64_t l = 0; l < L; ++l) layered.add_factored(int(l) + 1, 0, a[l], w[l]);
+  expect_same(batched, layered);
 }
 
 TEST(Geometry, FactoredRowsEqualExplicitRowsExact) { check(64, 0); }

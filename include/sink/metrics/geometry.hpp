@@ -31,6 +31,7 @@ class GeometryAccumulator {
   void add(int layer, int which, const at::Tensor& v);
   // The same for rows v_i = a_iᵀ W given as a: [n, r] and W: [r, d] (the sink vector C has
   // rank ≤ H): every sum through r×r and r×d products, without forming the [n, d] rows.
+  // With a: [Lb, n, r] and W: [Lb, r, d], layers layer .. layer + Lb − 1 at once.
   void add_factored(int layer, int which, const at::Tensor& a, const at::Tensor& w);
   void merge(const GeometryAccumulator& o);
   bool empty() const { return n_layers_ == 0; }
@@ -64,7 +65,8 @@ class MuAccumulator {
  public:
   MuAccumulator() = default;
   MuAccumulator(int n_layers, int n_heads, std::int64_t d);
-  void add(int layer, const at::Tensor& a_sink /*[H, n]*/, const at::Tensor& w /*[H, d] = v_s W_O per head*/);
+  // a_sink [H, n], w [H, d] = v_s W_O per head; or [Lb, H, n], [Lb, H, d] for layers layer .. layer + Lb − 1.
+  void add(int layer, const at::Tensor& a_sink, const at::Tensor& w);
   void merge(const MuAccumulator& o);
   MuAccumulator like() const { return MuAccumulator(n_layers_, n_heads_, d_); }
   std::vector<double> to_flat() const;

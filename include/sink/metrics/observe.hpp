@@ -48,15 +48,22 @@ class Observer {
   MuAccumulator& mu() { return mu_; }
 
  private:
-  struct Layer;
   const Model& m_;
   ObserveOptions o_;
   std::int64_t T_, Tc_;
-  std::vector<Layer> layers_;
   GeometryAccumulator geom_;
   MuAccumulator mu_;
-  at::Tensor hidden_norm_, massive_idx_, massive_val_, attn_norm_, mlp_norm_;
-  void on_hidden(int index, const at::Tensor& h);
+  // Per-document buffers over every layer, on the model's device (float32 unless noted):
+  at::Tensor hidden_norm_, attn_norm_, mlp_norm_;  // [L(+1), P]
+  at::Tensor sink_rows_;                           // [L + 1, d]: the hidden state at the sink
+  at::Tensor a_sink_, ent_, learned_;              // [L, H, T_c]: A[i, s], entropy, learned-sink mass of row i
+  at::Tensor tok_sum_;                             // [L, H, S]: Σ_{i >= j} A[i, j]
+  at::Tensor maps_;                                // [shown layers, H, S, S]
+  std::vector<int> show_slot_;                     // layer → index in maps_, or -1
+  at::Tensor kv_norm_;                             // [L, 2, T_c, H_kv]: ‖k_i‖, ‖v_i‖
+  at::Tensor w_sink_;                              // [L, H, d]: v_s^h W_O^h
+  at::Tensor u2_, vgz_;                            // [L, H, n + 1] float64: zᵀGz, zᵀGv_s (last row: z = v_s)
+  at::Tensor row_weights_, below_, blocks_, vs_;   // constants and scratch (see observe.cpp)
 };
 
 }  // namespace sink

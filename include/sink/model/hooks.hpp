@@ -14,7 +14,7 @@
 //   ln_final.hook_normalized [T, d_model]; hook_logits [T, vocab]
 //   attn.hook_stats  the statistics the observation needs without the pattern, from the fused
 //     kernel's log-sum-exp (see set_attn_stats): A[i, j] for the first S keys, [n_heads, rows, S]
-//     float32 (0 for j > i), with the rows' entropy in ctx.entropy. When a layer's attention
+//     float32 (0 for j > i), with the rows' entropy in ctx.entropy (null if not asked for). When a layer's attention
 //     cannot run fused (soft-capping, learned sinks, edits, no CPU kernel), hook_pattern runs instead.
 #pragma once
 
@@ -83,10 +83,14 @@ class Hooks {
   // rows); the rest of the attention may then run fused.
   void set_pattern_rows(std::int64_t rows) { pattern_rows_ = rows; }
   std::int64_t pattern_rows() const { return pattern_rows_; }
-  // Ask for hook_stats over the first `rows` query rows and the first `keys` keys.
-  void set_attn_stats(std::int64_t rows, std::int64_t keys) { stats_rows_ = rows, stats_keys_ = keys; }
+  // Ask for hook_stats over the first `rows` query rows and the first `keys` keys, and
+  // the rows' entropy (a second fused pass) only if `entropy`.
+  void set_attn_stats(std::int64_t rows, std::int64_t keys, bool entropy = true) {
+    stats_rows_ = rows, stats_keys_ = keys, stats_entropy_ = entropy;
+  }
   std::int64_t stats_rows() const { return stats_rows_; }
   std::int64_t stats_keys() const { return stats_keys_; }
+  bool stats_entropy() const { return stats_entropy_; }
   // The caller needs no logits (observation alone): forward() stops after the final norm
   // and returns an undefined tensor, unless a hook_logits hook is installed.
   void set_logits_unused() { logits_unused_ = true; }
@@ -107,7 +111,7 @@ class Hooks {
   std::vector<AttnEdit> edits_;
   std::int64_t pattern_rows_ = std::numeric_limits<std::int64_t>::max();
   std::int64_t stats_rows_ = 0, stats_keys_ = 0;
-  bool logits_unused_ = false;
+  bool logits_unused_ = false, stats_entropy_ = true;
 };
 
 }  // namespace sink
