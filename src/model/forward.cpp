@@ -255,6 +255,21 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     return m;
   };
 
+  // Which of the first keys j each of the statistics rows i sees (i − W < j <= i), as a float
+  // factor [Tc, S]; built once per forward and window.
+  std::map<std::tuple<int, std::int64_t, std::int64_t>, at::Tensor> visible_masks;
+  auto stats_visible = [&](int W, std::int64_t rows, std::int64_t keys) -> const at::Tensor& {
+    at::Tensor& m = visible_masks[{W, rows, keys}];
+    if (!m.defined()) {
+      auto r = at::arange(rows, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
+      auto kj = at::arange(keys, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
+      auto visible = kj <= r;
+      if (W > 0) visible = visible.logical_and(kj > r - W);
+      m = visible.to(at::kFloat);
+    }
+    return m;
+  };
+
   for (int l = 0; l < s.n_layers; ++l) {
     const LayerWeights& L = w_.layers[l];
     HookCtx ctx;
@@ -302,6 +317,21 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     // Observation statistics straight from the fused kernel (no pattern rows at all).
     const bool stats_fused =
         hooks.stats_rows() > 0 && hooks.any(Hook::AttnStats, l) && fused_ok && !edit && fused_lse_ok(dev, W);
+    // K and V per query head, (1, H, T, dh), for the fused kernels that take no GQA.
+    auto kv_per_query_head = [&] {
+      return R > 1 ? std::pair{kh.repeat_interleave(R, 0).unsqueeze(0), vh.repeat_interleave(R, 0).unsqueeze(0)}
+                   : std::pair{kh.unsqueeze(0), vh.unsqueeze(0)};
+    };
+    // SSP with the sink at 0 and no window: hiding key 0 from every later query leaves plain
+    // causal attention over rows and keys 1..T−1, one fused pass with no mask on any device
+    // (the masked kernels are slower, and CUDA's give no log-sum-exp with a mask). Row 0
+    // sees key 0 alone, so its output is v_0. Returns the output (H, T, dh) and, for rows
+    // 1..T−1, the log-sum-exp over keys j ≠ 0 (H, T − 1).
+    auto attention_without_key0 = [&](const at::Tensor& qs, const at::Tensor& ks, const at::Tensor& vs) {
+      auto [o, lse] = attention_lse(qs.narrow(2, 1, T - 1), ks.narrow(2, 1, T - 1), vs.narrow(2, 1, T - 1), true,
+                                    std::nullopt, s.attn_scale);
+      return std::pair{at::cat({vs[0].narrow(1, 0, 1), o[0]}, 1), lse[0]};
+    };
     if (!plain_softmax || (edit && !subtract_fused && !drop_fused)) explicit_rows = T;
     else if (want_pattern && !stats_fused) explicit_rows = std::min(T, hooks.pattern_rows());
     if (stats_fused) {
@@ -310,44 +340,44 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       // entropy H_i = lse_i − scale·q_i·(Σ_j A_ij k_j) from a second fused pass with V = K.
       const std::int64_t Tc = std::min(T, hooks.stats_rows()), S = std::min(T, hooks.stats_keys());
       auto qs = q.permute({1, 0, 2}).unsqueeze(0);  // (1, H, T, dh)
-      auto ks = R > 1 ? kh.repeat_interleave(R, 0).unsqueeze(0) : kh.unsqueeze(0);
-      auto vs = R > 1 ? vh.repeat_interleave(R, 0).unsqueeze(0) : vh.unsqueeze(0);
+      auto [ks, vs] = kv_per_query_head();
       std::optional<at::Tensor> bias;
-      auto rows = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
-      auto cols = rows.t();
       if (W > 0) bias = fused_mask(W, -1, qs.options());
       auto [out, lse] = attention_lse(qs, ks, vs, W == 0, bias, s.attn_scale);
       z.copy_(out[0]);
-      auto qc = qs[0].narrow(1, 0, Tc).to(at::kFloat), kc = ks[0].narrow(1, 0, Tc);
-      std::optional<at::Tensor> bias_c;
-      if (bias) bias_c = bias->narrow(0, 0, Tc).narrow(1, 0, Tc);
       // In float32 whatever the model's dtype: a bfloat16 output here would cost the entropy
       // 2^-8 of scale·q·ō in absolute error.
-      auto ks_c = ks.narrow(2, 0, Tc).to(at::kFloat);
-      if (bias_c) bias_c = bias_c->to(at::kFloat);
-      auto okk = attention_lse(qc.unsqueeze(0), ks_c, ks_c, W == 0, bias_c, s.attn_scale).first;
+      auto qc = qs[0].narrow(1, 0, Tc).to(at::kFloat), ks_c = ks.narrow(2, 0, Tc).to(at::kFloat);
       auto lse_c = lse[0].narrow(1, 0, Tc).to(at::kFloat);  // (H, Tc)
-      auto entropy = lse_c - (qc * okk[0].to(at::kFloat)).sum(-1) * s.attn_scale;
-      auto sc = at::matmul(qc, kc.narrow(1, 0, S).to(at::kFloat).transpose(-1, -2)) * s.attn_scale;  // (H, Tc, S)
-      auto r = rows.narrow(0, 0, Tc), kj = cols.narrow(1, 0, S);
-      auto visible = (kj <= r);
-      if (W > 0) visible = visible.logical_and(kj > r - W);
-      at::Tensor first = at::exp(sc - lse_c.unsqueeze(-1)) * visible.to(at::kFloat);
+      at::Tensor entropy;
+      if (hooks.stats_entropy()) {
+        std::optional<at::Tensor> bias_c;
+        if (bias) bias_c = bias->narrow(0, 0, Tc).narrow(1, 0, Tc).to(at::kFloat);
+        auto okk = attention_lse(qc.unsqueeze(0), ks_c, ks_c, W == 0, bias_c, s.attn_scale).first;
+        entropy = at::sub(lse_c, (qc * okk[0]).sum(-1), s.attn_scale);
+      }
+      // exp(scale·q·k − lse) in place, then zero where key j is not visible to row i.
+      auto k_first = S <= Tc ? ks_c[0].narrow(1, 0, S) : ks[0].narrow(1, 0, S).to(at::kFloat);
+      at::Tensor first =
+          at::baddbmm(lse_c.unsqueeze(-1), qc, k_first.transpose(-1, -2), -1.0, s.attn_scale);  // (H, Tc, S)
+      first.exp_().mul_(stats_visible(W, Tc, S));
       HookCtx sctx = ctx;
       sctx.q_begin = 0;
       sctx.q_end = Tc;
-      sctx.entropy = &entropy;
+      if (entropy.defined()) sctx.entropy = &entropy;
       hooks.run(Hook::AttnStats, first, sctx);
     }
     if (drop_fused) {
-      // Causal fused attention plus an additive mask that hides key s from queries i > s;
-      // rows i > s are then scaled by row_scale (the mass the sink had on average).
+      // Fused attention with key s hidden from queries i > s (for s = 0 without a mask, else
+      // through an additive one); rows i > s are then scaled by row_scale (the mass the sink
+      // had on average).
       const std::int64_t key = edit->drop_key;
       auto qs = q.permute({1, 0, 2}).unsqueeze(0);  // (1, H, T, dh)
-      auto ks = R > 1 ? kh.repeat_interleave(R, 0).unsqueeze(0) : kh.unsqueeze(0);
-      auto vs = R > 1 ? vh.repeat_interleave(R, 0).unsqueeze(0) : vh.unsqueeze(0);
+      auto [ks, vs] = kv_per_query_head();
       at::Tensor out;
-      if (dev.is_cpu()) {
+      if (key == 0 && W == 0 && T > 1) {
+        out = attention_without_key0(qs, ks, vs).first;
+      } else if (dev.is_cpu()) {
         const at::Tensor& bias = fused_mask(W, key, qs.options());
         out = std::get<0>(at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, W == 0, bias, s.attn_scale))[0];
       } else {  // the public entry point pads the mask for the memory-efficient kernel
@@ -437,14 +467,19 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       // takes most of the row: in bfloat16 that is most of z.)
       const std::int64_t key = edit->subtract_key;
       auto qs = q.permute({1, 0, 2}).unsqueeze(0);  // (1, H, T, dh)
-      auto ks = R > 1 ? kh.repeat_interleave(R, 0).unsqueeze(0) : kh.unsqueeze(0);
-      auto vs = R > 1 ? vh.repeat_interleave(R, 0).unsqueeze(0) : vh.unsqueeze(0);
+      auto [ks, vs] = kv_per_query_head();
       auto rows = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev));
       auto sees = (rows > key);
       if (W > 0) sees = sees.logical_and(rows - W < key);
       auto x_s = (qs[0].to(at::kFloat) * ks[0].select(1, key).to(at::kFloat).unsqueeze(1)).sum(-1) * s.attn_scale;
       at::Tensor out_drop, keep;  // keep = 1 − A_is, [H, T]
-      if (dev.is_cpu()) {
+      if (key == 0 && W == 0 && T > 1) {
+        // A_is = σ(x_is − lse_i) with lse over j ≠ s, so 1 − A_is = σ(lse_i − x_is) (rows i > 0).
+        auto [o, lse_drop] = attention_without_key0(qs, ks, vs);
+        out_drop = o;
+        keep = at::ones_like(x_s);
+        keep.narrow(1, 1, T - 1).copy_(at::sigmoid(lse_drop.to(at::kFloat) - x_s.narrow(1, 1, T - 1)));
+      } else if (dev.is_cpu()) {
         // One pass: its log-sum-exp is over j ≠ s, so A_is = σ(x_is − lse_i) and 1 − A_is = σ(lse_i − x_is).
         auto [o, lse_drop] = attention_lse(qs, ks, vs, W == 0, fused_mask(W, key, qs.options()), s.attn_scale);
         out_drop = o[0];
