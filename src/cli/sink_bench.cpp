@@ -10,6 +10,7 @@
 //              [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu|cuda:N]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <c10/core/InferenceMode.h>
 #include <malloc.h>
 #include <sys/wait.h>
@@ -23,6 +24,8 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -115,6 +118,33 @@ std::vector<Measure> measure_interleaved(PeakMeter& meter, int reps, const std::
     out[p].peak_extra_mib = meter.extra_mib();
   }
   return out;
+}
+
+// ATen operator calls of one pass, by name (nested calls included: linear → matmul → mm).
+// On a GPU every small operator is at least one kernel launch, and a pass whose layers
+// issue hundreds of them is bound by the host, not by the card: this count shows it.
+std::map<std::string, long> count_ops(const std::function<void()>& pass) {
+  static std::mutex mu;
+  static std::map<std::string, long>* counts = nullptr;
+  std::map<std::string, long> out;
+  counts = &out;
+  auto handle = at::addGlobalCallback(
+      at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+        std::lock_guard<std::mutex> lock(mu);
+        if (counts) ++(*counts)[fn.name()];
+        return nullptr;
+      }).scopes({at::RecordScope::FUNCTION}));
+  pass();
+  at::removeCallback(handle);
+  std::lock_guard<std::mutex> lock(mu);
+  counts = nullptr;
+  return out;
+}
+
+long total(const std::map<std::string, long>& m) {
+  long n = 0;
+  for (const auto& [k, v] : m) n += v;
+  return n;
 }
 
 // A model with random weights from a config.json alone (sizes whose weights are not here).
@@ -211,12 +241,12 @@ int body(int argc, char** argv) {
   Args a(
       argc, argv,
       {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device", "--steps"},
-      {"--no-hf", "--check-fused", "--help"});
+      {"--no-hf", "--check-fused", "--count-ops", "--help"});
   if (a.has("--help") || a.has("--model") == a.has("--random-weights")) {
     std::cout
         << "usage: sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]\n"
            "                  [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu|cuda:N]\n"
-           "                  [--steps basic,norms,values,viz] [--check-fused]\n";
+           "                  [--steps basic,norms,values,viz] [--check-fused] [--count-ops]\n";
     return a.has("--help") ? 0 : kExitBadInput;
   }
   const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency()));
@@ -329,15 +359,50 @@ int body(int argc, char** argv) {
       std::printf("\nT=%d, fused vs explicit attention (%s)\n  observation: largest relative difference %.2e (%s)\n", T,
                   opt.dtype.c_str(), worst, worst_name.c_str());
       check_worst = std::max(check_worst, worst);
+      // SSP with μ calibrated on these tokens, as a run uses it.
+      SinkBias cal = b;
+      {
+        ObserveOptions o;
+        o.max_tokens_to_calc = T;
+        o.basic = o.norms = o.values = o.viz = o.geometry = false;
+        o.mu = true;
+        Observer obs(*m, o, T);
+        Hooks h;
+        obs.install(h);
+        m->forward(ids, h);
+        obs.finish();
+        auto mu = obs.mu().result();
+        cal.mu = mu.at("mu").to(at::kFloat);
+        cal.mu_head = mu.at("mu_head").to(at::kFloat);
+        cal.alpha_bar = mu.at("alpha_bar").to(at::kFloat);
+      }
+      // Each layer's patched attention output from the same input: the fused pass records every
+      // layer's input, the explicit pass is fed those inputs. (Final logits would compare the two
+      // through every later layer: a model with every layer patched amplifies float32 rounding
+      // many-fold; SmolLM2 at T = 2048 on these tokens gave 1e-4 there, ≤ 1e-5 with any one layer
+      // patched alone.) The logits are printed too, as information.
       for (SspMode mode : {SspMode::SspBias, SspMode::SspDrop}) {
-        auto logits = [&](const Model& mm) {
-          Hooks h;
-          install_ssp(mm, b, mode, h);
-          return mm.forward(ids, h);
-        };
-        const double r = rel_diff(logits(*m), logits(ref));
-        std::printf("  %s logits: largest relative difference %.2e\n", ssp_mode_name(mode), r);
-        check_worst = std::max(check_worst, r);
+        std::vector<at::Tensor> input(s.n_layers), out(s.n_layers);
+        Hooks hf;
+        hf.add(Hook::ResidPre, [&](at::Tensor& x, const HookCtx& c) { input[c.layer] = x.clone(); });
+        install_ssp(*m, cal, mode, hf);
+        hf.add(Hook::AttnOut, [&](at::Tensor& o, const HookCtx& c) { out[c.layer] = o.clone(); });
+        auto logits_fused = m->forward(ids, hf);
+        double worst_layer = 0;
+        Hooks he;
+        he.add(Hook::ResidPre, [&](at::Tensor& x, const HookCtx& c) { x = input[c.layer]; });
+        install_ssp(ref, cal, mode, he);
+        he.add(Hook::AttnOut, [&](at::Tensor& o, const HookCtx& c) {
+          worst_layer = std::max(worst_layer, rel_diff(out[c.layer], o));
+          input[c.layer] = out[c.layer] = at::Tensor();
+        });
+        ref.forward(ids, he);
+        Hooks hl;
+        install_ssp(ref, cal, mode, hl);
+        const double r = rel_diff(logits_fused, ref.forward(ids, hl));
+        std::printf("  %s: largest relative difference of a layer's attention output %.2e (logits %.2e)\n",
+                    ssp_mode_name(mode), worst_layer, r);
+        check_worst = std::max(check_worst, worst_layer);
       }
       std::fflush(stdout);
       continue;
@@ -351,9 +416,32 @@ int body(int argc, char** argv) {
       m->forward(ids, h);
       obs.finish();
     };
-    auto r = measure_interleaved(meter, reps,
-                                 {[&] { m->forward(ids); }, [&] { observe_pass(false); }, [&] { observe_pass(true); },
-                                  ssp_pass(SspMode::SspBias), ssp_pass(SspMode::SspDrop)});
+    const std::vector<std::function<void()>> passes = {[&] { m->forward(ids); }, [&] { observe_pass(false); },
+                                                       [&] { observe_pass(true); }, ssp_pass(SspMode::SspBias),
+                                                       ssp_pass(SspMode::SspDrop)};
+    if (a.has("--count-ops")) {
+      // Operators per layer of each pass, and those the observation adds most of.
+      std::vector<std::map<std::string, long>> c;
+      for (const auto& fn : passes) c.push_back(count_ops(fn));
+      const double L = s.n_layers;
+      std::printf(
+          "\nT=%d, ATen operator calls per layer: plain %.1f, observation %.1f, + logits %.1f, ssp_bias %.1f, "
+          "ssp_drop %.1f\n  observation adds most:",
+          T, total(c[0]) / L, total(c[1]) / L, total(c[2]) / L, total(c[3]) / L, total(c[4]) / L);
+      std::vector<std::pair<long, std::string>> extra;
+      for (const auto& [k, v] : c[1]) {
+        auto it = c[0].find(k);
+        const long d = v - (it == c[0].end() ? 0 : it->second);
+        if (d > 0) extra.push_back({d, k});
+      }
+      std::sort(extra.rbegin(), extra.rend());
+      for (std::size_t i = 0; i < extra.size() && i < 12; ++i)
+        std::printf("%s %s %.1f", i ? "," : "", extra[i].second.c_str(), extra[i].first / L);
+      std::printf("\n");
+      std::fflush(stdout);
+      continue;
+    }
+    auto r = measure_interleaved(meter, reps, passes);
     const Measure plain = r[0], observe = r[1], observe_logits = r[2], ssp = r[3], ssp_drop = r[4];
     std::printf("\nT=%d\n", T);
     auto row = [&](const std::string& label, const Measure& x) {

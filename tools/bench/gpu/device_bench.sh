@@ -2,7 +2,8 @@
 # One run on a GPU machine (PyTorch + CUDA + a compiler; our Debian libraries carried as
 # .debs in .deps/ by fetch_debs.sh): build sink-bench against that PyTorch, measure the
 # card's bf16 matrix-product rate, then a Llama-2-7B-shaped random-weight model in bf16 at
-# T = 3500: ours (plain, observation, SSP) and HF (sdpa; eager + outputs; + statistics).
+# T = 3500: ours (plain, observation, SSP) and HF (sdpa; eager + outputs; + statistics);
+# last, what each observation step costs alone (ours only).
 #   tools/bench/gpu/device_bench.sh OUT_DIR [LENGTHS]
 set -uo pipefail
 cd "$(dirname "$0")/../../.."
@@ -39,3 +40,9 @@ if ! grep -q 'HF plain forward' "$OUT/bench.txt"; then
       --threads 1 --dtype bfloat16 --device cuda --reps 3 --mode "$mode" 2>/dev/null | sed "s/^/HF $mode: /" | tee -a "$OUT/bench.txt"
   done
 fi
+# Each observation step alone, ours only: where the observation's cost over plain lies.
+for step in basic norms values viz; do
+  /tmp/sb/sink-bench --random-weights data/model_specs/llama2_7b_hf/config.json --lengths "${LENGTHS%%,*}" \
+    --dtype bfloat16 --device cuda --reps 3 --no-hf --steps "$step" 2>&1 | grep -E 'plain forward|observation \(' |
+    sed "s/^/step $step: /" | tee -a "$OUT/steps.txt"
+done
