@@ -237,6 +237,120 @@ double field(const std::string& json, const std::string& key) {
   return std::stod(json.substr(json.find(':', k) + 1));
 }
 
+// A copy of every weight on another device (the reference for a device check).
+Weights weights_on(const Weights& w, const at::Device& dev) {
+  Weights c = w;
+  auto move = [&](at::Tensor& t) {
+    if (t.defined()) t = t.to(dev);
+  };
+  for (auto* t : {&c.tok_embd, &c.output_norm, &c.output_norm_b, &c.output}) move(*t);
+  for (auto& L : c.layers)
+    for (auto* t : {&L.attn_norm,
+                    &L.attn_norm_b,
+                    &L.wq,
+                    &L.wk,
+                    &L.wv,
+                    &L.wo,
+                    &L.bq,
+                    &L.bk,
+                    &L.bv,
+                    &L.bo,
+                    &L.q_norm,
+                    &L.k_norm,
+                    &L.post_attn_norm,
+                    &L.pre_ffn_norm,
+                    &L.ffn_norm,
+                    &L.ffn_norm_b,
+                    &L.post_ffn_norm,
+                    &L.w_gate,
+                    &L.w_up,
+                    &L.w_down,
+                    &L.b_gate,
+                    &L.b_up,
+                    &L.b_down,
+                    &L.sinks,
+                    &L.router_w,
+                    &L.router_b,
+                    &L.experts_gate_up,
+                    &L.experts_gate_up_b,
+                    &L.experts_down,
+                    &L.experts_down_b})
+      move(*t);
+  return c;
+}
+
+// `fused` (the model as benchmarked) against `ref` (the same weights on the explicit chunked
+// path): the observation's per-document arrays, and for each SSP mode (μ calibrated on these
+// tokens, as a run uses it) each layer's patched attention output from the same input — the
+// reference pass is fed the fused pass's input at every layer. Final logits would compare the
+// two through every later layer: a model with every layer patched amplifies float32 rounding
+// many-fold (SmolLM2 at T = 2048 on these tokens: 1e-4 there, 5.5e-7 per layer, ≤ 1e-5 with any
+// one layer patched alone); they are printed as information. Returns the largest difference.
+double check_fused_paths(const Model& fused, const Model& ref, const ObserveOptions& opts,
+                         const std::vector<std::int64_t>& ids, const std::string& label) {
+  const auto& s = fused.spec();
+  const auto T = static_cast<std::int64_t>(ids.size());
+  auto observe = [&](const Model& mm) {
+    Observer obs(mm, opts, T);
+    Hooks h;
+    obs.install(h);
+    mm.forward(ids, h);
+    return obs.finish();
+  };
+  auto fo = observe(fused), eo = observe(ref);
+  std::string worst_name;
+  double worst_obs = 0;
+  for (const auto& [k, v] : eo) {
+    const double r = rel_diff(fo.at(k), v);
+    if (r > worst_obs || worst_name.empty()) worst_obs = r, worst_name = k;
+  }
+  std::printf("\nT=%lld, fused vs %s\n  observation: largest relative difference %.2e (%s)\n", (long long)T,
+              label.c_str(), worst_obs, worst_name.c_str());
+  double worst = worst_obs;
+  SinkBias cal;
+  cal.patched.assign(s.n_layers, true);
+  {
+    ObserveOptions o;
+    o.max_tokens_to_calc = T;
+    o.basic = o.norms = o.values = o.viz = o.geometry = false;
+    o.mu = true;
+    Observer obs(fused, o, T);
+    Hooks h;
+    obs.install(h);
+    fused.forward(ids, h);
+    obs.finish();
+    auto mu = obs.mu().result();
+    cal.mu = mu.at("mu").to(at::kFloat);
+    cal.mu_head = mu.at("mu_head").to(at::kFloat);
+    cal.alpha_bar = mu.at("alpha_bar").to(at::kFloat);
+  }
+  const auto ref_dev = ref.weights().tok_embd.device();
+  for (SspMode mode : {SspMode::SspBias, SspMode::SspDrop}) {
+    std::vector<at::Tensor> input(s.n_layers), out(s.n_layers);
+    Hooks hf;
+    hf.add(Hook::ResidPre, [&](at::Tensor& x, const HookCtx& c) { input[c.layer] = x.clone(); });
+    install_ssp(fused, cal, mode, hf);
+    hf.add(Hook::AttnOut, [&](at::Tensor& o, const HookCtx& c) { out[c.layer] = o.clone(); });
+    auto logits_fused = fused.forward(ids, hf);
+    double worst_layer = 0;
+    Hooks he;
+    he.add(Hook::ResidPre, [&](at::Tensor& x, const HookCtx& c) { x = input[c.layer].to(ref_dev); });
+    install_ssp(ref, cal, mode, he);
+    he.add(Hook::AttnOut, [&](at::Tensor& o, const HookCtx& c) {
+      worst_layer = std::max(worst_layer, rel_diff(out[c.layer], o));
+      input[c.layer] = out[c.layer] = at::Tensor();
+    });
+    ref.forward(ids, he);
+    Hooks hl;
+    install_ssp(ref, cal, mode, hl);
+    const double r = rel_diff(logits_fused, ref.forward(ids, hl));
+    std::printf("  %s: largest relative difference of a layer's attention output %.2e (logits %.2e)\n",
+                ssp_mode_name(mode), worst_layer, r);
+    worst = std::max(worst, worst_layer);
+  }
+  return worst;
+}
+
 int body(int argc, char** argv) {
   Args a(
       argc, argv,
@@ -338,71 +452,18 @@ int body(int argc, char** argv) {
     };
     if (check_fused) {
       // The fused statistics and SSP paths against the explicit chunked attention on the same
-      // weights and device (the explicit path is the one checked against HF on the CPU).
+      // weights and device (the explicit path is the one checked against HF on the CPU); on a
+      // GPU in float32 also against the explicit path on the CPU, on a copy of the weights.
       LoadOptions eo = opt;
       eo.explicit_attention = true;
-      Model ref(m->spec(), m->weights(), eo);
-      auto observe = [&](const Model& mm) {
-        Observer obs(mm, observe_options(), T);
-        Hooks h;
-        obs.install(h);
-        mm.forward(ids, h);
-        return obs.finish();
-      };
-      auto fused = observe(*m), expl = observe(ref);
-      std::string worst_name;
-      double worst = 0;
-      for (const auto& [k, v] : expl) {
-        const double r = rel_diff(fused.at(k), v);
-        if (r > worst || worst_name.empty()) worst = r, worst_name = k;
-      }
-      std::printf("\nT=%d, fused vs explicit attention (%s)\n  observation: largest relative difference %.2e (%s)\n", T,
-                  opt.dtype.c_str(), worst, worst_name.c_str());
+      const double worst = check_fused_paths(*m, Model(m->spec(), m->weights(), eo), observe_options(), ids,
+                                             "explicit attention, " + opt.dtype);
       check_worst = std::max(check_worst, worst);
-      // SSP with μ calibrated on these tokens, as a run uses it.
-      SinkBias cal = b;
-      {
-        ObserveOptions o;
-        o.max_tokens_to_calc = T;
-        o.basic = o.norms = o.values = o.viz = o.geometry = false;
-        o.mu = true;
-        Observer obs(*m, o, T);
-        Hooks h;
-        obs.install(h);
-        m->forward(ids, h);
-        obs.finish();
-        auto mu = obs.mu().result();
-        cal.mu = mu.at("mu").to(at::kFloat);
-        cal.mu_head = mu.at("mu_head").to(at::kFloat);
-        cal.alpha_bar = mu.at("alpha_bar").to(at::kFloat);
-      }
-      // Each layer's patched attention output from the same input: the fused pass records every
-      // layer's input, the explicit pass is fed those inputs. (Final logits would compare the two
-      // through every later layer: a model with every layer patched amplifies float32 rounding
-      // many-fold; SmolLM2 at T = 2048 on these tokens gave 1e-4 there, ≤ 1e-5 with any one layer
-      // patched alone.) The logits are printed too, as information.
-      for (SspMode mode : {SspMode::SspBias, SspMode::SspDrop}) {
-        std::vector<at::Tensor> input(s.n_layers), out(s.n_layers);
-        Hooks hf;
-        hf.add(Hook::ResidPre, [&](at::Tensor& x, const HookCtx& c) { input[c.layer] = x.clone(); });
-        install_ssp(*m, cal, mode, hf);
-        hf.add(Hook::AttnOut, [&](at::Tensor& o, const HookCtx& c) { out[c.layer] = o.clone(); });
-        auto logits_fused = m->forward(ids, hf);
-        double worst_layer = 0;
-        Hooks he;
-        he.add(Hook::ResidPre, [&](at::Tensor& x, const HookCtx& c) { x = input[c.layer]; });
-        install_ssp(ref, cal, mode, he);
-        he.add(Hook::AttnOut, [&](at::Tensor& o, const HookCtx& c) {
-          worst_layer = std::max(worst_layer, rel_diff(out[c.layer], o));
-          input[c.layer] = out[c.layer] = at::Tensor();
-        });
-        ref.forward(ids, he);
-        Hooks hl;
-        install_ssp(ref, cal, mode, hl);
-        const double r = rel_diff(logits_fused, ref.forward(ids, hl));
-        std::printf("  %s: largest relative difference of a layer's attention output %.2e (logits %.2e)\n",
-                    ssp_mode_name(mode), worst_layer, r);
-        check_worst = std::max(check_worst, worst_layer);
+      if (!meter.dev.is_cpu() && opt.dtype == "float32") {
+        eo.device = "cpu";
+        const double w = check_fused_paths(*m, Model(m->spec(), weights_on(m->weights(), at::kCPU), eo),
+                                           observe_options(), ids, "explicit attention on the CPU, float32");
+        check_worst = std::max(check_worst, w);
       }
       std::fflush(stdout);
       continue;

@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers as tf
 
-from parity_util import FIXTURES, compare, our_dump, hf_outputs
+from parity_util import DEVICE, FIXTURES, compare, our_dump, hf_outputs
 
 TINY = os.path.join(FIXTURES, "tiny")
 NAMES = ["llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "phi3", "gpt_neox", "gpt_neox_seq", "gpt_oss"]
@@ -18,7 +18,7 @@ NAMES = ["llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "phi3", "gpt_
 def load_hf(name, dtype):
     m = tf.AutoModelForCausalLM.from_pretrained(os.path.join(TINY, name), attn_implementation="eager",
                                                 dtype=dtype)
-    return m.eval()
+    return m.eval().to(DEVICE)
 
 
 def ids_for(name):
@@ -59,7 +59,7 @@ def test_gpt_oss_sink_mass():
     ours = our_dump(os.path.join(TINY, "gpt_oss"), ids, "float32", extra=("--attn-chunk", 13))
     worst = 0.0
     for l in range(cfg["num_hidden_layers"]):
-        missing = 1.0 - hf.attentions[l][0].double().sum(-1)  # [H, T]
+        missing = 1.0 - hf.attentions[l][0].double().cpu().sum(-1)  # [H, T]
         worst = max(worst, (ours[f"sink_mass.{l}"].double() - missing).abs().max().item())
         assert missing.mean().item() > 1e-2  # the sink really takes mass
     print("gpt_oss sink mass max |diff|:", worst)
@@ -83,14 +83,14 @@ def test_real_windows_bind(name):
     assert len(ids) > cfg["sliding_window"]
     m = load_hf(name, torch.float32)
     with torch.no_grad():
-        ref = m(torch.tensor([ids])).logits[0]
+        ref = m(torch.tensor([ids], device=m.device)).logits[0].cpu()
     import tempfile
     from safetensors.torch import load_file
     from parity_util import sink_lm
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "l.safetensors")
         sink_lm("--model", os.path.join(TINY, name), "--ids", ",".join(map(str, ids)), "--logits-out", out,
-                "--threads", "2")
+                "--threads", "2", "--device", DEVICE)
         ours = load_file(out)["logits"]
     rel = ((ours - ref).abs().max() / ref.abs().max()).item()
     print(name, "logits_rel", rel)
