@@ -10,7 +10,7 @@ OUT=${1:?OUT_DIR}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 mkdir -p /tmp/deps && for f in .deps/*.deb; do dpkg -x "$f" /tmp/deps; done
 tools/bench/gpu/build_sink_bench.sh /tmp/deps /tmp/sb > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
-python3 tools/fixtures/make_tiny_models.py /tmp/fx/tiny > "$OUT/fixtures.log" 2>&1 || { tail -20 "$OUT/fixtures.log"; exit 1; }
+python3 tools/fixtures/make_tiny_models.py /tmp/fx/tiny --corpus .deps/moby-dick.jsonl > "$OUT/fixtures.log" 2>&1 || { tail -20 "$OUT/fixtures.log"; exit 1; }
 SINK_DEVICE=${SINK_DEVICE:-cuda} SINK_BUILD_DIR=/tmp/sb SINK_FIXTURES=/tmp/fx PYTHONPATH="$PWD/.deps/py:$PWD/tests/model" \
   python3 -m pytest -q -p no:cacheprovider tests/model/test_parity_hf.py 2>&1 | tail -30 | tee "$OUT/parity.txt"
 cp /tmp/fx/parity_report.jsonl "$OUT/" 2>/dev/null
