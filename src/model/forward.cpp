@@ -215,7 +215,10 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       throw InputError(source_, "token id " + std::to_string(id) + " outside the vocabulary (" +
                                     std::to_string(s.vocab) + ")");
 
-  auto idx = at::tensor(ids, at::TensorOptions().dtype(at::kLong)).to(dev);
+  // To a GPU from pinned memory, asynchronously: a copy from pageable memory would make the
+  // host wait for the device's previous work before issuing this pass.
+  auto idx = at::tensor(ids, at::TensorOptions().dtype(at::kLong));
+  idx = dev.is_cpu() ? idx : idx.pin_memory().to(dev, /*non_blocking=*/true);
 
   // RoPE cos/sin for positions 0..T-1: float32, then cast (HF: emb.cos() * scaling, .to(dtype)).
   auto pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(dev));

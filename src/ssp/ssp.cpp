@@ -70,8 +70,10 @@ at::Tensor ssp_added_bias(const SinkBias& b, SspMode mode) {
 void install_ssp(const Model& m, const SinkBias& b, SspMode mode, Hooks& hooks) {
   const auto& spec = m.spec();
   const std::int64_t s = b.sink, H = spec.n_heads, R = spec.n_rep(), dh = spec.head_dim, d = spec.d_model;
-  auto bias = ssp_added_bias(b, mode);
   const auto dev = m.weights().tok_embd.device();
+  // On the model's device and in its dtype once: a host tensor copied over in every layer's
+  // hook made each layer wait for the device (a copy from pageable host memory synchronises).
+  auto bias = ssp_added_bias(b, mode).to(dev, m.dtype());
   struct State {
     at::Tensor a_sink, w_sink;  // exact mode: [H, T] and [H, d]
   };
@@ -103,7 +105,7 @@ void install_ssp(const Model& m, const SinkBias& b, SspMode mode, Hooks& hooks) 
         auto& st = (*state)[c.layer];
         tail.add_(at::matmul(st.a_sink.narrow(1, s + 1, T - s - 1).t(), st.w_sink).to(o.scalar_type()));
       } else {
-        tail.add_(bias[c.layer].to(o.device(), o.scalar_type()));
+        tail.add_(bias[c.layer]);
       }
     }, l);
   }
