@@ -92,6 +92,7 @@ struct PeakMeter {
 
 struct Measure {
   double seconds = 0, peak_extra_mib = 0;
+  double issue_seconds = 0;  // until the pass returned, before waiting for the device
 };
 
 // Every pass warmed up once, then timed `reps` times round-robin (pass A, B, C, A, B, C,
@@ -100,18 +101,22 @@ struct Measure {
 std::vector<Measure> measure_interleaved(PeakMeter& meter, int reps, const std::vector<std::function<void()>>& passes) {
   for (const auto& fn : passes) fn();  // warm-up
   meter.sync();
-  std::vector<std::vector<double>> t(passes.size());
+  std::vector<std::vector<double>> t(passes.size()), issue(passes.size());
   std::vector<Measure> out(passes.size());
+  auto since = [](auto t0) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   for (int r = 0; r < reps; ++r)
     for (std::size_t p = 0; p < passes.size(); ++p) {
       auto t0 = std::chrono::steady_clock::now();
       passes[p]();
+      issue[p].push_back(since(t0));
       meter.sync();
-      t[p].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      t[p].push_back(since(t0));
     }
   for (std::size_t p = 0; p < passes.size(); ++p) {
     std::sort(t[p].begin(), t[p].end());
+    std::sort(issue[p].begin(), issue[p].end());
     out[p].seconds = t[p][t[p].size() / 2];
+    out[p].issue_seconds = issue[p][issue[p].size() / 2];
     meter.reset();
     passes[p]();
     meter.sync();
@@ -355,12 +360,12 @@ int body(int argc, char** argv) {
   Args a(
       argc, argv,
       {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device", "--steps"},
-      {"--no-hf", "--check-fused", "--count-ops", "--help"});
+      {"--no-hf", "--check-fused", "--count-ops", "--sync-debug", "--help"});
   if (a.has("--help") || a.has("--model") == a.has("--random-weights")) {
     std::cout
         << "usage: sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]\n"
            "                  [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu|cuda:N]\n"
-           "                  [--steps basic,norms,values,viz] [--check-fused] [--count-ops]\n";
+           "                  [--steps basic,norms,values,viz] [--check-fused] [--count-ops] [--sync-debug]\n";
     return a.has("--help") ? 0 : kExitBadInput;
   }
   const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency()));
@@ -480,6 +485,47 @@ int body(int argc, char** argv) {
     const std::vector<std::function<void()>> passes = {[&] { m->forward(ids); }, [&] { observe_pass(false); },
                                                        [&] { observe_pass(true); }, ssp_pass(SspMode::SspBias),
                                                        ssp_pass(SspMode::SspDrop)};
+#ifdef SINK_WITH_CUDA
+    if (a.has("--sync-debug") && meter.dev.is_cuda()) {
+      // The first call in each pass that makes the host wait for the device (PyTorch's sync
+      // debug mode set to error), after a warm-up run.
+      const char* names[] = {"plain", "observation", "observation + logits", "ssp_bias", "ssp_drop"};
+      for (std::size_t p = 0; p < passes.size(); ++p) {
+        passes[p]();
+        meter.sync();
+        c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+        std::string what = "none";
+        try {
+          passes[p]();
+        } catch (const std::exception& e) {
+          what = e.what();
+          what = what.substr(0, what.find('\n'));
+        }
+        c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+        meter.sync();
+        std::printf("T=%d, %s: first synchronising call: %s\n", T, names[p], what.c_str());
+      }
+      // Where in the observation pass: the last hook point passed before it (or finish()).
+      std::string last = "the start of the forward";
+      Observer obs(*m, observe_options(), T);
+      Hooks h;
+      obs.install(h);
+      for (int k = 0; k < static_cast<int>(Hook::kCount); ++k)
+        h.add(static_cast<Hook>(k),
+              [&, k](at::Tensor&, const HookCtx& c) { last = hook_name(static_cast<Hook>(k), c.layer); });
+      c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+      try {
+        m->forward(ids, h);
+        last = "finish()";
+        obs.finish();
+        last = "nowhere";
+      } catch (const std::exception&) {
+      }
+      c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+      std::printf("T=%d, observation: first synchronising call after %s\n", T, last.c_str());
+      std::fflush(stdout);
+    }
+#endif
     if (a.has("--count-ops")) {
       // Operators per layer of each pass, and those the observation adds most of.
       std::vector<std::map<std::string, long>> c;
@@ -505,9 +551,13 @@ int body(int argc, char** argv) {
     auto r = measure_interleaved(meter, reps, passes);
     const Measure plain = r[0], observe = r[1], observe_logits = r[2], ssp = r[3], ssp_drop = r[4];
     std::printf("\nT=%d\n", T);
+    // On a GPU also the host's time to issue the pass: close to the whole time means the
+    // pass waits on the host (launches, or a synchronising call), not on the card.
     auto row = [&](const std::string& label, const Measure& x) {
-      std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain\n", label.c_str(), x.seconds,
+      std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain", label.c_str(), x.seconds,
                   T / x.seconds, x.peak_extra_mib, x.seconds / plain.seconds);
+      if (!meter.dev.is_cpu()) std::printf("  (issued in %.3f s)", x.issue_seconds);
+      std::printf("\n");
     };
     row("ours: plain forward", plain);
     row("ours: observation (" + steps_label + ")", observe);
