@@ -27,11 +27,8 @@ GeometryAccumulator::GeometryAccumulator(int n_layers, std::int64_t d, std::int6
     : n_layers_(n_layers), d_(d), k_(sketch), exact_(d <= kExactPcaMaxDim || sketch <= 0) {
   const auto on = f64().device(device);
   n_ = at::zeros({n_layers, 2}, on);
-  n_nonzero_ = at::zeros({n_layers, 2}, on);
-  sum_ = at::zeros({n_layers, 2, d}, on);
-  sum_unit_ = at::zeros({n_layers, 2, d}, on);
-  sum_sq_ = at::zeros({n_layers, 2}, on);
-  sum_norm_ = at::zeros({n_layers, 2}, on);
+  sums_ = at::zeros({n_layers, 2, d, 2}, on);
+  norm_gram_ = at::zeros({n_layers, 2, 2, 2}, on);
   if (exact_) {
     k_ = 0;
     second_ = at::zeros({n_layers, 2, d, d}, on);
@@ -44,26 +41,30 @@ GeometryAccumulator::GeometryAccumulator(int n_layers, std::int64_t d, std::int6
 }
 
 void GeometryAccumulator::to_device(const at::Device& dev) {
-  for (auto* t : {&n_, &n_nonzero_, &sum_, &sum_unit_, &sum_sq_, &sum_norm_, &second_, &omega_})
+  for (auto* t : {&n_, &sums_, &norm_gram_, &second_, &omega_})
     if (t->defined()) *t = t->to(dev);
 }
 
 void GeometryAccumulator::add(int l, int w, const at::Tensor& v) {
-  if (v.size(0) == 0) return;
+  const auto n = v.size(0);
+  if (n == 0) return;
   // The sums live where the activations are: no copy to the host (a sync) inside the layer loop.
+  // This runs in every layer of the observation pass, so it is written as few operators as it
+  // can be (on a GPU each is a kernel launch): every sum is one of two products with the row
+  // weights p_i = (‖v_i‖, [v_i ≠ 0], 1/‖v_i‖).
   auto x = v.to(at::kDouble);
   if (x.device() != n_.device()) to_device(x.device());
-  auto norms = at::linalg_vector_norm(x, 2, 1);  // [n]
-  // Unit vectors of non-zero rows only: a zero vector has no direction (e.g. the sink
-  // outside a sliding window writes exactly nothing), so it is left out of the cosine mean.
-  auto nz = norms > 0;
-  auto inv = at::where(nz, norms.clamp_min(1e-300).reciprocal(), 0.0);
-  n_[l][w] += static_cast<double>(x.size(0));
-  sum_[l][w] += x.sum(0);
-  n_nonzero_[l][w] += nz.sum();
-  sum_unit_[l][w] += at::mv(x.t(), inv);
-  sum_sq_[l][w] += norms.dot(norms);
-  sum_norm_[l][w] += norms.sum();
+  auto p = at::empty({n, 3}, x.options());
+  auto norms = p.select(1, 0), nonzero = p.select(1, 1), inv = p.select(1, 2);
+  at::linalg_vector_norm_out(norms, x, 2, 1);
+  at::sign_out(nonzero, norms);  // 1 for v ≠ 0, else 0 (norms ≥ 0)
+  // A zero vector has no direction (the sink outside a sliding window writes exactly nothing):
+  // its weight 1/max(‖v‖, 1e-300) multiplies an exact zero row, so it adds nothing to Σ v/‖v‖.
+  at::clamp_min_out(inv, norms, 1e-300).reciprocal_();
+  n_[l][w] += static_cast<double>(n);
+  sums_[l][w].addmm_(x.t(), p.narrow(1, 1, 2));  // [Σ v, Σ v/‖v‖]
+  auto q = p.narrow(1, 0, 2);
+  norm_gram_[l][w].addmm_(q.t(), q);  // [[Σ‖v‖², Σ‖v‖], [Σ‖v‖, #(v ≠ 0)]]
   if (exact_)
     second_[l][w].addmm_(x.t(), x);
   else
@@ -79,15 +80,14 @@ void GeometryAccumulator::add_factored(int l0, int w, const at::Tensor& a_in, co
   const auto Lb = a.size(0);
   auto M = at::matmul(W, W.transpose(1, 2));                       // [Lb, r, r]
   auto norms = (at::matmul(a, M) * a).sum(2).clamp_min(0).sqrt();  // ‖a_iᵀW‖, [Lb, n]
-  auto nz = norms > 0;  // exactly 0 iff a_i = 0 (M is positive semi-definite)
-  auto inv = at::where(nz, norms.clamp_min(1e-300).reciprocal(), 0.0);
+  auto nz = (norms > 0).to(at::kDouble);  // exactly 0 iff a_i = 0 (M is positive semi-definite)
+  auto inv = norms.clamp_min(1e-300).reciprocal() * nz;
   auto lw = [&](const at::Tensor& t) { return t.narrow(0, l0, Lb).select(1, w); };
   lw(n_) += static_cast<double>(a.size(1));
-  lw(sum_) += at::matmul(a.sum(1).unsqueeze(1), W).squeeze(1);
-  lw(n_nonzero_) += nz.sum(1).to(at::kDouble);
-  lw(sum_unit_) += at::matmul(at::matmul(inv.unsqueeze(1), a), W).squeeze(1);
-  lw(sum_sq_) += (norms * norms).sum(1);
-  lw(sum_norm_) += norms.sum(1);
+  auto weights = at::stack({a.sum(1), at::matmul(inv.unsqueeze(1), a).squeeze(1)}, 1);  // [Lb, 2, r]
+  lw(sums_) += at::matmul(weights, W).transpose(1, 2);                                  // [Σ v, Σ v/‖v‖]
+  auto q = at::stack({norms, nz}, 2);                                                   // [Lb, n, 2]
+  lw(norm_gram_) += at::matmul(q.transpose(1, 2), q);
   auto ata = at::matmul(a.transpose(1, 2), a);  // [Lb, r, r]
   if (exact_)
     lw(second_) += at::matmul(W.transpose(1, 2), at::matmul(ata, W));
@@ -107,30 +107,42 @@ void GeometryAccumulator::merge(const GeometryAccumulator& o) {
     return;
   }
   n_ += o.n_;
-  n_nonzero_ += o.n_nonzero_;
-  sum_ += o.sum_;
-  sum_unit_ += o.sum_unit_;
-  sum_sq_ += o.sum_sq_;
-  sum_norm_ += o.sum_norm_;
+  sums_ += o.sums_;
+  norm_gram_ += o.norm_gram_;
   second_ += o.second_;
 }
 
+// The flat image keeps one layout whatever the sums' layout in memory (checkpoints written by
+// an earlier build resume): n, #(v ≠ 0), Σ v, Σ v/‖v‖, Σ‖v‖², Σ‖v‖, second moments.
+std::vector<at::Tensor> GeometryAccumulator::flat_parts() const {
+  auto g = norm_gram_;
+  return {n_,
+          g.select(2, 1).select(2, 1),
+          sums_.select(3, 0),
+          sums_.select(3, 1),
+          g.select(2, 0).select(2, 0),
+          g.select(2, 0).select(2, 1),
+          second_};
+}
+
 std::size_t GeometryAccumulator::flat_size() const {
-  return static_cast<std::size_t>(n_.numel() + n_nonzero_.numel() + sum_.numel() + sum_unit_.numel() + sum_sq_.numel() +
-                                  sum_norm_.numel() + second_.numel());
+  std::size_t n = 0;
+  for (const auto& t : flat_parts()) n += static_cast<std::size_t>(t.numel());
+  return n;
 }
 
 std::vector<double> GeometryAccumulator::to_flat() const {
   std::vector<double> out;
   out.reserve(flat_size());
-  for (const auto* t : {&n_, &n_nonzero_, &sum_, &sum_unit_, &sum_sq_, &sum_norm_, &second_}) append(out, *t);
+  for (const auto& t : flat_parts()) append(out, t);
   return out;
 }
 
 void GeometryAccumulator::from_flat(const std::vector<double>& in) {
   if (in.size() != flat_size()) throw std::runtime_error("geometry: flat image has the wrong size");
   std::size_t pos = 0;
-  for (auto* t : {&n_, &n_nonzero_, &sum_, &sum_unit_, &sum_sq_, &sum_norm_, &second_}) pos = take(in, pos, *t);
+  for (auto t : flat_parts()) pos = take(in, pos, t);                                // views: writes land in the sums
+  norm_gram_.select(2, 1).select(2, 0).copy_(norm_gram_.select(2, 0).select(2, 1));  // Σ‖v‖, both places
 }
 
 std::map<std::string, at::Tensor> GeometryAccumulator::summary() const {
@@ -149,15 +161,16 @@ std::map<std::string, at::Tensor> GeometryAccumulator::summary() const {
     for (int w = 0; w < 2; ++w) {
       const double n = n_[l][w].item<double>();
       if (n < 1) continue;
-      auto mu = sum_[l][w] / n;
+      auto mu = sums_[l][w].select(1, 0) / n;
       const double mu2 = mu.dot(mu).item<double>();
       const double mu_norm = std::sqrt(mu2);
-      mean_norm[l][w] = sum_norm_[l][w].item<double>() / n;
-      const double trace = sum_sq_[l][w].item<double>() / n - mu2;
+      auto gram = norm_gram_[l][w];
+      mean_norm[l][w] = gram[0][1].item<double>() / n;
+      const double trace = gram[0][0].item<double>() / n - mu2;
       if (mu_norm > 0) {
         mean_dir[l][w] = mu / mu_norm;
-        const double nz = n_nonzero_[l][w].item<double>();
-        if (nz > 0) mean_cos[l][w] = sum_unit_[l][w].dot(mu).item<double>() / (nz * mu_norm);
+        const double nz = gram[1][1].item<double>();
+        if (nz > 0) mean_cos[l][w] = sums_[l][w].select(1, 1).dot(mu).item<double>() / (nz * mu_norm);
         var_ratio[l][w] = trace / mu2;
       }
       if (trace <= 0) continue;

@@ -55,8 +55,11 @@ class GeometryAccumulator {
   int n_layers_ = 0;
   std::int64_t d_ = 0, k_ = 0;
   bool exact_ = true;
-  at::Tensor n_, n_nonzero_, sum_, sum_unit_, sum_sq_, sum_norm_, second_, omega_;
+  // n_ [L, 2]; sums_ [L, 2, d, 2]: Σ v and Σ v/‖v‖ (v ≠ 0); norm_gram_ [L, 2, 2, 2]: Σ pᵀp over
+  // rows, p = (‖v‖, [v ≠ 0]); second_ [L, 2, d, d or k].
+  at::Tensor n_, sums_, norm_gram_, second_, omega_;
   void to_device(const at::Device& dev);
+  std::vector<at::Tensor> flat_parts() const;  // views in the flat image's order
 };
 
 // μ statistics over calibration documents: Σ_i C[l,i] [L, d], Σ_i c[l,h,i]
