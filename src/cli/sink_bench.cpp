@@ -128,17 +128,41 @@ std::vector<Measure> measure_interleaved(PeakMeter& meter, int reps, const std::
 // ATen operator calls of one pass, by name (nested calls included: linear → matmul → mm).
 // On a GPU every small operator is at least one kernel launch, and a pass whose layers
 // issue hundreds of them is bound by the host, not by the card: this count shows it.
-std::map<std::string, long> count_ops(const std::function<void()>& pass) {
+struct OpCounts {
+  std::map<std::string, long> calls;      // every call, nested ones included
+  std::map<std::string, double> seconds;  // wall time of the outermost calls only (their own and nested work)
+};
+OpCounts count_ops(const std::function<void()>& pass) {
+  struct Started : at::ObserverContext {
+    std::chrono::steady_clock::time_point t;
+    bool outermost = false;
+  };
   static std::mutex mu;
-  static std::map<std::string, long>* counts = nullptr;
-  std::map<std::string, long> out;
+  static OpCounts* counts = nullptr;
+  static thread_local int depth = 0;
+  OpCounts out;
   counts = &out;
-  auto handle = at::addGlobalCallback(
-      at::RecordFunctionCallback([](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
-        std::lock_guard<std::mutex> lock(mu);
-        if (counts) ++(*counts)[fn.name()];
-        return nullptr;
-      }).scopes({at::RecordScope::FUNCTION}));
+  auto handle =
+      at::addGlobalCallback(at::RecordFunctionCallback(
+                                [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+                                  auto c = std::make_unique<Started>();
+                                  c->outermost = depth++ == 0;
+                                  std::lock_guard<std::mutex> lock(mu);
+                                  if (counts) ++counts->calls[fn.name()];
+                                  c->t = std::chrono::steady_clock::now();
+                                  return c;
+                                },
+                                [](const at::RecordFunction& fn, at::ObserverContext* ctx) {
+                                  --depth;
+                                  auto* c = static_cast<Started*>(ctx);
+                                  if (!c || !c->outermost) return;
+                                  const double dt =
+                                      std::chrono::duration<double>(std::chrono::steady_clock::now() - c->t).count();
+                                  std::lock_guard<std::mutex> lock(mu);
+                                  if (counts) counts->seconds[fn.name()] += dt;
+                                })
+                                .needsInputs(false)
+                                .scopes({at::RecordScope::FUNCTION}));
   pass();
   at::removeCallback(handle);
   std::lock_guard<std::mutex> lock(mu);
@@ -150,6 +174,24 @@ long total(const std::map<std::string, long>& m) {
   long n = 0;
   for (const auto& [k, v] : m) n += v;
   return n;
+}
+
+// The twelve keys by which `more` exceeds `base` most, printed as "name value" after scaling.
+template <class V>
+void print_largest_excess(const std::map<std::string, V>& more, const std::map<std::string, V>& base,
+                          const std::function<double(double)>& scale, const char* fmt) {
+  std::vector<std::pair<double, std::string>> extra;
+  for (const auto& [k, v] : more) {
+    auto it = base.find(k);
+    const double d = double(v) - (it == base.end() ? 0.0 : double(it->second));
+    if (d > 0) extra.push_back({d, k});
+  }
+  std::sort(extra.rbegin(), extra.rend());
+  for (std::size_t i = 0; i < extra.size() && i < 12; ++i) {
+    std::printf("%s %s ", i ? "," : "", extra[i].second.c_str());
+    std::printf(fmt, scale(extra[i].first));
+  }
+  std::printf("\n");
 }
 
 // A model with random weights from a config.json alone (sizes whose weights are not here).
@@ -527,24 +569,22 @@ int body(int argc, char** argv) {
     }
 #endif
     if (a.has("--count-ops")) {
-      // Operators per layer of each pass, and those the observation adds most of.
-      std::vector<std::map<std::string, long>> c;
+      // Operators per layer of each pass, and those the observation adds most of (calls, and
+      // host wall time of the outermost calls: on the CPU that is the operators' own work).
+      std::vector<OpCounts> c;
+      for (const auto& fn : passes) fn();  // warm-up: first calls allocate
       for (const auto& fn : passes) c.push_back(count_ops(fn));
       const double L = s.n_layers;
       std::printf(
           "\nT=%d, ATen operator calls per layer: plain %.1f, observation %.1f, + logits %.1f, ssp_bias %.1f, "
-          "ssp_drop %.1f\n  observation adds most:",
-          T, total(c[0]) / L, total(c[1]) / L, total(c[2]) / L, total(c[3]) / L, total(c[4]) / L);
-      std::vector<std::pair<long, std::string>> extra;
-      for (const auto& [k, v] : c[1]) {
-        auto it = c[0].find(k);
-        const long d = v - (it == c[0].end() ? 0 : it->second);
-        if (d > 0) extra.push_back({d, k});
-      }
-      std::sort(extra.rbegin(), extra.rend());
-      for (std::size_t i = 0; i < extra.size() && i < 12; ++i)
-        std::printf("%s %s %.1f", i ? "," : "", extra[i].second.c_str(), extra[i].first / L);
-      std::printf("\n");
+          "ssp_drop %.1f\n  observation adds most calls:",
+          T, total(c[0].calls) / L, total(c[1].calls) / L, total(c[2].calls) / L, total(c[3].calls) / L,
+          total(c[4].calls) / L);
+      print_largest_excess(
+          c[1].calls, c[0].calls, [&](double v) { return v / L; }, "%.1f");
+      std::printf("  observation adds most time (ms per pass):");
+      print_largest_excess(
+          c[1].seconds, c[0].seconds, [](double v) { return v * 1e3; }, "%.1f");
       std::fflush(stdout);
       continue;
     }
