@@ -356,21 +356,7 @@ double check_fused_paths(const Model& fused, const Model& ref, const ObserveOpti
   double worst = worst_obs;
   SinkBias cal;
   cal.patched.assign(s.n_layers, true);
-  {
-    ObserveOptions o;
-    o.max_tokens_to_calc = T;
-    o.basic = o.norms = o.values = o.viz = o.geometry = false;
-    o.mu = true;
-    Observer obs(fused, o, T);
-    Hooks h;
-    obs.install(h);
-    fused.forward(ids, h);
-    obs.finish();
-    auto mu = obs.mu().result();
-    cal.mu = mu.at("mu").to(at::kFloat);
-    cal.mu_head = mu.at("mu_head").to(at::kFloat);
-    cal.alpha_bar = mu.at("alpha_bar").to(at::kFloat);
-  }
+  cal.set_mu(observe_mu(fused, ids, cal.sink).result());
   const auto ref_dev = ref.weights().tok_embd.device();
   for (SspMode mode : {SspMode::SspBias, SspMode::SspDrop}) {
     std::vector<at::Tensor> input(s.n_layers), out(s.n_layers);

@@ -286,4 +286,19 @@ DocArrays Observer::finish() {
   return out;
 }
 
+MuAccumulator observe_mu(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t sink) {
+  const auto T = static_cast<std::int64_t>(ids.size());
+  ObserveOptions o;
+  o.sink = sink;
+  o.max_tokens_to_calc = T;
+  o.basic = o.norms = o.values = o.viz = o.geometry = false;
+  o.mu = true;
+  Observer obs(m, o, T);
+  Hooks h;
+  obs.install(h);
+  m.forward(ids, h);
+  obs.finish();
+  return obs.mu();
+}
+
 }  // namespace sink

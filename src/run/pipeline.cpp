@@ -435,23 +435,14 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
         auto mine = assign_buckets(cb, group.rank(), group.size());
         Progress prog(rc.name + " calibration", static_cast<std::int64_t>(p.calib.size()), show);
         std::int64_t done = 0, toks = 0;
-        run_buckets(cstore, p.calib, cb, mine, false,
-                    [&](const PreparedDoc& d, GeometryAccumulator&, MuAccumulator& m) {
-                      ObserveOptions o;
-                      o.sink = s;
-                      o.max_tokens_to_calc = static_cast<std::int64_t>(d.ids.size());  // μ over every position i > s
-                      o.basic = o.norms = o.values = o.viz = o.geometry = false;
-                      o.mu = true;
-                      Observer obs(*model, o, static_cast<std::int64_t>(d.ids.size()));
-                      Hooks h;
-                      obs.install(h);
-                      model->forward(d.ids, h);
-                      obs.finish();
-                      m = obs.mu();
-                      toks += static_cast<std::int64_t>(d.ids.size());
-                      return DocArrays{};
-                    },
-                    [&] { prog.update(++done * group.size(), toks * group.size()); });
+        run_buckets(
+            cstore, p.calib, cb, mine, false,
+            [&](const PreparedDoc& d, GeometryAccumulator&, MuAccumulator& m) {
+              m = observe_mu(*model, d.ids, s);
+              toks += static_cast<std::int64_t>(d.ids.size());
+              return DocArrays{};
+            },
+            [&] { prog.update(++done * group.size(), toks * group.size()); });
         group.barrier();
         MuAccumulator all;
         for (std::size_t b = 0; b < cb.size(); ++b) {
@@ -470,9 +461,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
       bias.head_granularity = rc.intervention->granularity == "head";
       bias.patched.assign(p.spec.n_layers, rc.intervention->layers.empty());
       for (int l : rc.intervention->layers) bias.patched[l] = true;
-      bias.mu = mu.at("mu").to(at::kFloat);
-      bias.mu_head = mu.at("mu_head").to(at::kFloat);
-      bias.alpha_bar = mu.at("alpha_bar").to(at::kFloat);
+      bias.set_mu(mu);
       bias.seed = rc.intervention->seed;
     }
 

@@ -38,6 +38,12 @@ const char* ssp_mode_name(SspMode m) {
   return "?";
 }
 
+void SinkBias::set_mu(const std::map<std::string, at::Tensor>& r) {
+  mu = r.at("mu").to(at::kFloat);
+  mu_head = r.at("mu_head").to(at::kFloat);
+  alpha_bar = r.at("alpha_bar").to(at::kFloat);
+}
+
 at::Tensor ssp_added_bias(const SinkBias& b, SspMode mode) {
   auto mu = b.mu.to(at::kCPU, at::kFloat);
   const auto L = mu.size(0), d = mu.size(1);

@@ -27,6 +27,8 @@ struct SinkBias {
   at::Tensor mu_head;         // [L, H, d]   μ[l, h]
   at::Tensor alpha_bar;       // [L, H]      ᾱ[l, h]
   std::uint64_t seed = 0;     // for `random`
+  // μ, μ_head and ᾱ from MuAccumulator::result().
+  void set_mu(const std::map<std::string, at::Tensor>& mu_result);
 };
 
 // The bias a mode adds per layer, [L, d] float32 (zero for `zero`; for
