@@ -130,39 +130,38 @@ std::vector<Measure> measure_interleaved(PeakMeter& meter, int reps, const std::
 // issue hundreds of them is bound by the host, not by the card: this count shows it.
 struct OpCounts {
   std::map<std::string, long> calls;      // every call, nested ones included
-  std::map<std::string, double> seconds;  // wall time of the outermost calls only (their own and nested work)
+  std::map<std::string, double> seconds;  // self time: wall time less that of the calls nested in it
 };
 OpCounts count_ops(const std::function<void()>& pass) {
   struct Started : at::ObserverContext {
     std::chrono::steady_clock::time_point t;
-    bool outermost = false;
   };
   static std::mutex mu;
   static OpCounts* counts = nullptr;
-  static thread_local int depth = 0;
+  static thread_local std::vector<double> nested;  // per open call: time spent in its nested calls
   OpCounts out;
   counts = &out;
-  auto handle =
-      at::addGlobalCallback(at::RecordFunctionCallback(
-                                [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
-                                  auto c = std::make_unique<Started>();
-                                  c->outermost = depth++ == 0;
-                                  std::lock_guard<std::mutex> lock(mu);
-                                  if (counts) ++counts->calls[fn.name()];
-                                  c->t = std::chrono::steady_clock::now();
-                                  return c;
-                                },
-                                [](const at::RecordFunction& fn, at::ObserverContext* ctx) {
-                                  --depth;
-                                  auto* c = static_cast<Started*>(ctx);
-                                  if (!c || !c->outermost) return;
-                                  const double dt =
-                                      std::chrono::duration<double>(std::chrono::steady_clock::now() - c->t).count();
-                                  std::lock_guard<std::mutex> lock(mu);
-                                  if (counts) counts->seconds[fn.name()] += dt;
-                                })
-                                .needsInputs(false)
-                                .scopes({at::RecordScope::FUNCTION}));
+  auto start = [](const at::RecordFunction& fn) -> std::unique_ptr<at::ObserverContext> {
+    auto c = std::make_unique<Started>();
+    nested.push_back(0.0);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (counts) ++counts->calls[fn.name()];
+    }
+    c->t = std::chrono::steady_clock::now();
+    return c;
+  };
+  auto end = [](const at::RecordFunction& fn, at::ObserverContext* ctx) {
+    const double dt =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - static_cast<Started*>(ctx)->t).count();
+    const double self = dt - nested.back();
+    nested.pop_back();
+    if (!nested.empty()) nested.back() += dt;
+    std::lock_guard<std::mutex> lock(mu);
+    if (counts) counts->seconds[fn.name()] += self;
+  };
+  auto handle = at::addGlobalCallback(
+      at::RecordFunctionCallback(start, end).needsInputs(false).scopes({at::RecordScope::FUNCTION}));
   pass();
   at::removeCallback(handle);
   std::lock_guard<std::mutex> lock(mu);
@@ -555,8 +554,8 @@ int body(int argc, char** argv) {
     }
 #endif
     if (a.has("--count-ops")) {
-      // Operators per layer of each pass, and those the observation adds most of (calls, and
-      // host wall time of the outermost calls: on the CPU that is the operators' own work).
+      // Operators per layer of each pass, and those the observation adds most of: calls, and each
+      // operator's self time (on the CPU its own work; on a GPU only the host's time to issue it).
       std::vector<OpCounts> c;
       for (const auto& fn : passes) fn();  // warm-up: first calls allocate
       for (const auto& fn : passes) c.push_back(count_ops(fn));
