@@ -53,3 +53,51 @@ TEST(Geometry, FactoredRowsEqualExplicitRowsExact) { check(64, 0); }
 TEST(Geometry, FactoredRowsEqualExplicitRowsSketched) { check(576, 32); }
 
 }  // namespace
+
+namespace {
+
+// The summary from the running sums against the definitions (docs/metrics.md) applied to
+// the rows themselves: two documents, one zero row (no direction), merged, and sent through
+// the flat image as a resumed run reads it back.
+TEST(Geometry, SummaryFromSumsEqualsDefinitionsOnRows) {
+  at::manual_seed(3);
+  const std::int64_t d = 48;
+  auto dir = at::randn({d}, at::kDouble);
+  auto doc1 = at::randn({70, d}, at::kDouble) + 4 * dir;
+  doc1[5].zero_();
+  auto doc2 = at::randn({30, d}, at::kDouble) * 2 + 4 * dir;
+  sink::GeometryAccumulator acc(3, d, 0), second(3, d, 0);
+  acc.add(2, 1, doc1);
+  second.add(2, 1, doc2);
+  acc.merge(second);
+  sink::GeometryAccumulator resumed(3, d, 0);
+  resumed.from_flat(acc.to_flat());
+
+  auto v = at::cat({doc1, doc2});
+  const double n = double(v.size(0));
+  auto mu = v.mean(0);
+  auto norms = at::linalg_vector_norm(v, 2, 1);
+  auto nz = norms > 0;
+  auto unit = v.index({nz}) / norms.index({nz}).unsqueeze(1);
+  const double mean_cos = (at::matmul(unit, mu / mu.norm())).mean().item<double>();
+  auto centred = v - mu;
+  auto cov = at::matmul(centred.t(), centred) / n;
+  const double trace = cov.trace().item<double>();
+  const double lambda1 = at::linalg_eigvalsh(cov).max().item<double>();
+  const std::map<std::string, double> expected = {{"mean_cos_to_mean", mean_cos},
+                                                  {"pc1_share", lambda1 / trace},
+                                                  {"var_over_mean_sq", trace / mu.dot(mu).item<double>()},
+                                                  {"mean_norm", norms.mean().item<double>()},
+                                                  {"count", n}};
+  for (const auto* a : {&acc, &resumed}) {
+    auto got = a->summary();
+    for (const auto& [k, want] : expected) {
+      EXPECT_NEAR(got.at(k)[2][1].item<double>(), want, 1e-10 * std::abs(want)) << k;
+      if (k != "count") EXPECT_TRUE(std::isnan(got.at(k)[0][1].item<double>())) << k << ": a layer with no rows";
+    }
+    EXPECT_TRUE(at::allclose(got.at("mean_direction")[2][1], mu / mu.norm(), 1e-12, 1e-12));
+  }
+  EXPECT_EQ(resumed.to_flat(), acc.to_flat());
+}
+
+}  // namespace
