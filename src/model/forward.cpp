@@ -18,21 +18,36 @@ namespace sink {
 std::string hook_name(Hook h, int l) {
   const std::string b = "blocks." + std::to_string(l) + ".";
   switch (h) {
-    case Hook::ResidPre: return b + "hook_resid_pre";
-    case Hook::Q: return b + "attn.hook_q";
-    case Hook::K: return b + "attn.hook_k";
-    case Hook::V: return b + "attn.hook_v";
-    case Hook::Pattern: return b + "attn.hook_pattern";
-    case Hook::Z: return b + "attn.hook_z";
-    case Hook::AttnOut: return b + "hook_attn_out";
-    case Hook::ResidMid: return b + "hook_resid_mid";
-    case Hook::MlpOut: return b + "hook_mlp_out";
-    case Hook::ResidPost: return b + "hook_resid_post";
-    case Hook::FinalNorm: return "ln_final.hook_normalized";
-    case Hook::Logits: return "hook_logits";
-    case Hook::SinkWeight: return b + "attn.hook_sink_weight";
-    case Hook::AttnStats: return b + "attn.hook_stats";
-    case Hook::kCount: break;
+    case Hook::ResidPre:
+      return b + "hook_resid_pre";
+    case Hook::Q:
+      return b + "attn.hook_q";
+    case Hook::K:
+      return b + "attn.hook_k";
+    case Hook::V:
+      return b + "attn.hook_v";
+    case Hook::Pattern:
+      return b + "attn.hook_pattern";
+    case Hook::Z:
+      return b + "attn.hook_z";
+    case Hook::AttnOut:
+      return b + "hook_attn_out";
+    case Hook::ResidMid:
+      return b + "hook_resid_mid";
+    case Hook::MlpOut:
+      return b + "hook_mlp_out";
+    case Hook::ResidPost:
+      return b + "hook_resid_post";
+    case Hook::FinalNorm:
+      return "ln_final.hook_normalized";
+    case Hook::Logits:
+      return "hook_logits";
+    case Hook::SinkWeight:
+      return b + "attn.hook_sink_weight";
+    case Hook::AttnStats:
+      return b + "attn.hook_stats";
+    case Hook::kCount:
+      break;
   }
   return "?";
 }
@@ -52,9 +67,12 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps, NormKi
   auto xf = x.to(at::kFloat);
   xf = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   switch (kind) {
-    case NormKind::RMSPlusOne: return (xf * (1.0 + w.to(at::kFloat))).to(x.scalar_type());
-    case NormKind::RMSScaleF32: return (w * xf).to(x.scalar_type());
-    default: return w * xf.to(x.scalar_type());
+    case NormKind::RMSPlusOne:
+      return (xf * (1.0 + w.to(at::kFloat))).to(x.scalar_type());
+    case NormKind::RMSScaleF32:
+      return (w * xf).to(x.scalar_type());
+    default:
+      return w * xf.to(x.scalar_type());
   }
 }
 
@@ -147,21 +165,23 @@ at::Tensor mlp(const ModelSpec& s, const LayerWeights& L, const at::Tensor& h) {
 
 }  // namespace
 
-// RoPE tables: inv_freq computed once in float32 exactly as HF does.
-struct Model::Rope {
+// RoPE tables: inv_freq computed once in float32 exactly as HF does; Gemma 3 has a second
+// one for its sliding-window layers.
+namespace {
+
+struct RopeTable {
   at::Tensor inv_freq;  // [rotary_dim / 2] float32
   double attention_scaling = 1.0;
 };
 
-Model::Model(ModelSpec spec, Weights w, const LoadOptions& opt)
-    : spec_(std::move(spec)), w_(std::move(w)), opt_(opt), rope_(std::make_unique<Rope>()) {
-  c10::InferenceMode guard;
-  const auto& r = spec_.rope;
+RopeTable rope_table(const RopeSpec& r, const at::Device& dev, const std::string& source) {
+  RopeTable t;
   const int dim = r.rotary_dim;
-  auto dev = w_.tok_embd.device();
   auto idx = at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong).device(dev)).to(at::kFloat);
   at::Tensor inv = 1.0 / at::pow(r.theta, idx / static_cast<double>(dim));
-  if (r.type == "llama3") {
+  if (r.type == "linear") {
+    inv = inv / r.factor;
+  } else if (r.type == "llama3") {
     const double old_ctx = static_cast<double>(r.original_max_positions);
     const double low_wl = old_ctx / r.low_freq_factor, high_wl = old_ctx / r.high_freq_factor;
     auto wavelen = 2 * M_PI / inv;
@@ -184,18 +204,37 @@ Model::Model(ModelSpec spec, Weights w, const LoadOptions& opt)
     low = std::max(low, 0.0);
     high = std::min(high, double(dim - 1));
     if (low == high) high += 0.001;  // as HF: avoid a singular ramp
-    auto ramp = at::clamp((at::arange(dim / 2, at::TensorOptions().dtype(at::kFloat).device(dev)) - low) / (high - low), 0, 1);
+    auto ramp =
+        at::clamp((at::arange(dim / 2, at::TensorOptions().dtype(at::kFloat).device(dev)) - low) / (high - low), 0, 1);
     auto extra_factor = 1 - ramp;
     inv = inv_inter * (1 - extra_factor) + inv_extra * extra_factor;
     auto mscale = [](double scale, double m) { return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; };
-    if (r.attention_factor) rope_->attention_scaling = *r.attention_factor;
+    if (r.attention_factor)
+      t.attention_scaling = *r.attention_factor;
     else if (r.mscale && r.mscale_all_dim && *r.mscale != 0 && *r.mscale_all_dim != 0)
-      rope_->attention_scaling = mscale(r.factor, *r.mscale) / mscale(r.factor, *r.mscale_all_dim);
-    else rope_->attention_scaling = mscale(r.factor, 1.0);
+      t.attention_scaling = mscale(r.factor, *r.mscale) / mscale(r.factor, *r.mscale_all_dim);
+    else
+      t.attention_scaling = mscale(r.factor, 1.0);
   } else if (r.type != "default") {
-    throw InputError(spec_.source, "RoPE type '" + r.type + "' is not implemented");
+    throw InputError(source, "RoPE type '" + r.type + "' is not implemented");
   }
-  rope_->inv_freq = inv;
+  t.inv_freq = inv;
+  return t;
+}
+
+}  // namespace
+
+struct Model::Rope {
+  RopeTable global;
+  std::optional<RopeTable> sliding;
+};
+
+Model::Model(ModelSpec spec, Weights w, const LoadOptions& opt)
+    : spec_(std::move(spec)), w_(std::move(w)), opt_(opt), rope_(std::make_unique<Rope>()) {
+  c10::InferenceMode guard;
+  const auto dev = w_.tok_embd.device();
+  rope_->global = rope_table(spec_.rope, dev, spec_.source);
+  if (spec_.rope_sliding) rope_->sliding = rope_table(*spec_.rope_sliding, dev, spec_.source);
 }
 
 Model::~Model() = default;
@@ -212,8 +251,8 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
   const std::int64_t H = s.n_heads, Hkv = s.n_kv_heads, dh = s.head_dim, R = s.n_rep();
   for (auto id : ids)
     if (id < 0 || id >= s.vocab)
-      throw InputError(source_, "token id " + std::to_string(id) + " outside the vocabulary (" +
-                                    std::to_string(s.vocab) + ")");
+      throw InputError(source_,
+                       "token id " + std::to_string(id) + " outside the vocabulary (" + std::to_string(s.vocab) + ")");
 
   // To a GPU from pinned memory, asynchronously: a copy from pageable memory would make the
   // host wait for the device's previous work before issuing this pass.
@@ -222,10 +261,13 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
 
   // RoPE cos/sin for positions 0..T-1: float32, then cast (HF: emb.cos() * scaling, .to(dtype)).
   auto pos = at::arange(T, at::TensorOptions().dtype(at::kFloat).device(dev));
-  auto freqs = at::outer(pos, rope_->inv_freq);  // [T, rd/2]
-  auto emb = at::cat({freqs, freqs}, -1);
-  auto cos = (emb.cos() * rope_->attention_scaling).to(dt);
-  auto sin = (emb.sin() * rope_->attention_scaling).to(dt);
+  auto cos_sin = [&](const RopeTable& t) {
+    auto freqs = at::outer(pos, t.inv_freq);  // [T, rd/2]
+    auto emb = at::cat({freqs, freqs}, -1);
+    return std::pair{(emb.cos() * t.attention_scaling).to(dt), (emb.sin() * t.attention_scaling).to(dt)};
+  };
+  const auto rope_global = cos_sin(rope_->global);
+  const auto rope_sliding = rope_->sliding ? cos_sin(*rope_->sliding) : rope_global;
 
   // Queries per attention chunk: bounded so that H × chunk × T scores stay small.
   std::int64_t chunk = opt_.attn_chunk;
@@ -235,8 +277,8 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
   at::Tensor x = at::embedding(w_.tok_embd, idx);  // [T, d]
   if (s.embed_scale) {
     // Gemma: the normaliser is rounded to the activation dtype first.
-    auto normalizer = at::scalar_tensor(std::sqrt(static_cast<double>(s.d_model)), at::TensorOptions().dtype(at::kFloat))
-                          .to(dev, dt);
+    auto normalizer =
+        at::scalar_tensor(std::sqrt(static_cast<double>(s.d_model)), at::TensorOptions().dtype(at::kFloat)).to(dev, dt);
     x = x * normalizer;
   }
 
@@ -250,8 +292,9 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     if (!m.defined()) {
       auto qi = at::arange(T, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(1);
       auto kj = qi.t();
-      auto hide = W > 0 ? at::logical_or(kj > qi, kj <= qi - W)
-                        : with_causal ? (kj > qi) : at::zeros({T, T}, qi.options().dtype(at::kBool));
+      auto hide = W > 0         ? at::logical_or(kj > qi, kj <= qi - W)
+                  : with_causal ? (kj > qi)
+                                : at::zeros({T, T}, qi.options().dtype(at::kBool));
       if (drop_key >= 0) hide = hide.logical_or((kj == drop_key).logical_and(qi > drop_key));
       m = at::zeros({T, T}, o).masked_fill(hide, -std::numeric_limits<float>::infinity());
     }
@@ -284,11 +327,12 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     at::Tensor q = linear(h, L.wq, L.bq).view({T, H, dh});
     at::Tensor k = linear(h, L.wk, L.bk).view({T, Hkv, dh});
     at::Tensor v = linear(h, L.wv, L.bv).view({T, Hkv, dh});
-    if (s.qk_norm) {  // Qwen3: per-head RMSNorm before RoPE
-      q = rms_norm(q, L.q_norm, s.norm_eps, NormKind::RMS);
-      k = rms_norm(k, L.k_norm, s.norm_eps, NormKind::RMS);
+    if (s.qk_norm) {  // Qwen3, Gemma 3: per-head RMSNorm before RoPE
+      q = rms_norm(q, L.q_norm, s.norm_eps, s.qk_norm_kind);
+      k = rms_norm(k, L.k_norm, s.norm_eps, s.qk_norm_kind);
     }
-    // ---- RoPE
+    // ---- RoPE (Gemma 3: its sliding layers have their own table)
+    const auto& [cos, sin] = s.is_sliding(l) ? rope_sliding : rope_global;
     q = apply_rope(q, cos, sin, s.rope.rotary_dim);
     k = apply_rope(k, cos, sin, s.rope.rotary_dim);
     hooks.run(Hook::Q, q, ctx);
@@ -312,8 +356,8 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
     // Removing one key's contribution needs its weights, which a fused kernel's log-sum-exp
     // gives: A[i,s] = exp(scale·q_i·k_s − lse_i) (attention_lse, where fused_lse_ok).
     const bool fused_ok = plain_softmax && !opt_.explicit_attention;
-    const bool subtract_fused = edit && edit->subtract_key >= 0 && edit->drop_key < 0 && fused_ok && !want_pattern &&
-                                fused_lse_ok(dev, W);
+    const bool subtract_fused =
+        edit && edit->subtract_key >= 0 && edit->drop_key < 0 && fused_ok && !want_pattern && fused_lse_ok(dev, W);
     // Dropping one key (ssp_drop) is a fused pass with that key masked for later queries.
     const bool drop_fused = edit && edit->drop_key >= 0 && edit->subtract_key < 0 && fused_ok && !want_pattern &&
                             (dev.is_cpu() || dev.is_cuda());
@@ -335,8 +379,10 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
                                     std::nullopt, s.attn_scale);
       return std::pair{at::cat({vs[0].narrow(1, 0, 1), o[0]}, 1), lse[0]};
     };
-    if (!plain_softmax || (edit && !subtract_fused && !drop_fused)) explicit_rows = T;
-    else if (want_pattern && !stats_fused) explicit_rows = std::min(T, hooks.pattern_rows());
+    if (!plain_softmax || (edit && !subtract_fused && !drop_fused))
+      explicit_rows = T;
+    else if (want_pattern && !stats_fused)
+      explicit_rows = std::min(T, hooks.pattern_rows());
     if (stats_fused) {
       // One fused pass that also returns the log-sum-exp of each row; from it, for the
       // first Tc rows: A[i,j] = exp(scale·q_i·k_j − lse_i) for the first S keys, and the
@@ -382,7 +428,8 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
         out = attention_without_key0(qs, ks, vs).first;
       } else if (dev.is_cpu()) {
         const at::Tensor& bias = fused_mask(W, key, qs.options());
-        out = std::get<0>(at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, W == 0, bias, s.attn_scale))[0];
+        out = std::get<0>(
+            at::_scaled_dot_product_flash_attention_for_cpu(qs, ks, vs, 0.0, W == 0, bias, s.attn_scale))[0];
       } else {  // the public entry point pads the mask for the memory-efficient kernel
         out = at::scaled_dot_product_attention(qs, ks, vs, fused_mask(W, key, qs.options(), true), 0.0, false,
                                                s.attn_scale)[0];
@@ -397,7 +444,7 @@ at::Tensor Model::forward(const std::vector<std::int64_t>& ids, const Hooks& hoo
       // fastest; the explicit rows below then overwrite their share.
       const std::int64_t r0 = W == 0 ? 0 : explicit_rows, n = T - r0;
       auto qs = q.permute({1, 0, 2}).narrow(1, r0, n).unsqueeze(0);  // (1, H, n, dh)
-      auto ks = kh.unsqueeze(0), vs = vh.unsqueeze(0);                 // (1, Hkv, T, dh)
+      auto ks = kh.unsqueeze(0), vs = vh.unsqueeze(0);               // (1, Hkv, T, dh)
       at::Tensor out;
       if (W == 0) {
         out = at::scaled_dot_product_attention(qs, ks, vs, {}, 0.0, /*is_causal=*/true, s.attn_scale, R > 1);

@@ -12,14 +12,22 @@ namespace sink {
 
 const char* family_name(Family f) {
   switch (f) {
-    case Family::Llama: return "llama";
-    case Family::Mistral: return "mistral";
-    case Family::Qwen2: return "qwen2";
-    case Family::Qwen3: return "qwen3";
-    case Family::Gemma2: return "gemma2";
-    case Family::Phi3: return "phi3";
-    case Family::GPTNeoX: return "gpt_neox";
-    case Family::GPTOSS: return "gpt_oss";
+    case Family::Llama:
+      return "llama";
+    case Family::Mistral:
+      return "mistral";
+    case Family::Qwen2:
+      return "qwen2";
+    case Family::Qwen3:
+      return "qwen3";
+    case Family::Gemma2:
+      return "gemma2";
+    case Family::Phi3:
+      return "phi3";
+    case Family::GPTNeoX:
+      return "gpt_neox";
+    case Family::GPTOSS:
+      return "gpt_oss";
   }
   return "?";
 }
@@ -80,6 +88,8 @@ RopeSpec read_rope(const Cfg& c, double default_theta) {
     r.theta = rc.f("rope_theta", r.theta);
     const std::string type = rc.s("rope_type", rc.s("type", "default"));
     if (type == "default") {
+    } else if (type == "linear") {  // positions divided by factor (Gemma 3's larger configs)
+      r.factor = rc.f("factor");
     } else if (type == "llama3") {
       r.factor = rc.f("factor");
       r.low_freq_factor = rc.f("low_freq_factor");
@@ -87,8 +97,8 @@ RopeSpec read_rope(const Cfg& c, double default_theta) {
       r.original_max_positions = rc.i("original_max_position_embeddings");
     } else if (type == "yarn") {
       r.original_max_positions = rc.i("original_max_position_embeddings");
-      r.factor = rc.has("factor") ? rc.f("factor")
-                                  : double(c.i("max_position_embeddings")) / double(r.original_max_positions);
+      r.factor =
+          rc.has("factor") ? rc.f("factor") : double(c.i("max_position_embeddings")) / double(r.original_max_positions);
       r.beta_fast = rc.has("beta_fast") && rc.f("beta_fast") != 0 ? rc.f("beta_fast") : 32.0;
       r.beta_slow = rc.has("beta_slow") && rc.f("beta_slow") != 0 ? rc.f("beta_slow") : 1.0;
       if (rc.has("attention_factor")) r.attention_factor = rc.f("attention_factor");
@@ -97,7 +107,8 @@ RopeSpec read_rope(const Cfg& c, double default_theta) {
       r.truncate = rc.b("truncate", true);
       if (r.original_max_positions <= 0) throw c.err(pkey + ".original_max_position_embeddings", "must be positive");
     } else {
-      throw c.err(pkey + ".rope_type", "unsupported RoPE scaling '" + type + "' (supported: default, llama3, yarn)");
+      throw c.err(pkey + ".rope_type",
+                  "unsupported RoPE scaling '" + type + "' (supported: default, linear, llama3, yarn)");
     }
     r.type = type;
     if (rc.has("partial_rotary_factor")) r.partial_rotary_factor = rc.f("partial_rotary_factor");
@@ -127,8 +138,8 @@ void read_common(const Cfg& c, ModelSpec& s) {
     s.head_dim = s.d_model / s.n_heads;
   }
   if (s.n_heads % s.n_kv_heads != 0)
-    throw c.err("num_key_value_heads", std::to_string(s.n_kv_heads) + " does not divide num_attention_heads " +
-                                           std::to_string(s.n_heads));
+    throw c.err("num_key_value_heads",
+                std::to_string(s.n_kv_heads) + " does not divide num_attention_heads " + std::to_string(s.n_heads));
   s.tied_embeddings = c.b("tie_word_embeddings", false);
   s.bos_id = c.token_id("bos_token_id");
   s.eos_id = c.token_id("eos_token_id");
@@ -139,6 +150,7 @@ void finish_rope(const Cfg& c, ModelSpec& s) {
   s.rope.rotary_dim = static_cast<int>(s.head_dim * s.rope.partial_rotary_factor);
   if (s.rope.rotary_dim <= 0 || s.rope.rotary_dim % 2 != 0)
     throw c.err("partial_rotary_factor", "gives an odd or empty rotary dimension " + std::to_string(s.rope.rotary_dim));
+  if (s.rope_sliding) s.rope_sliding->rotary_dim = s.rope.rotary_dim;
 }
 
 void read_layer_types(const Cfg& c, ModelSpec& s, int window) {

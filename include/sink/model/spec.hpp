@@ -19,13 +19,13 @@ enum class Activation { SiLU, GELUTanh, GELU, ClampedSwiGLU };
 const char* family_name(Family f);
 
 struct RopeSpec {
-  std::string type = "default";  // default | llama3 | yarn
+  std::string type = "default";  // default | linear | llama3 | yarn
   double theta = 10000.0;
   double partial_rotary_factor = 1.0;
-  int rotary_dim = 0;            // dims of each head that rotate: head_dim × partial_rotary_factor
-  double factor = 1.0;
+  int rotary_dim = 0;   // dims of each head that rotate: head_dim × partial_rotary_factor
+  double factor = 1.0;  // linear, llama3, yarn
   double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
-  std::int64_t original_max_positions = 0;              // llama3, yarn
+  std::int64_t original_max_positions = 0;               // llama3, yarn
   double beta_fast = 32.0, beta_slow = 1.0;              // yarn
   std::optional<double> attention_factor;                // yarn; default computed from mscale
   std::optional<double> mscale, mscale_all_dim;          // yarn
@@ -43,19 +43,23 @@ struct ModelSpec {
   NormKind norm = NormKind::RMS;
   Activation act = Activation::SiLU;
   RopeSpec rope;
+  // Gemma 3: the RoPE of sliding-window layers when it differs from `rope` (its local base,
+  // 10 000, against the global 1e6); unset = `rope` in every layer. Same rotary_dim.
+  std::optional<RopeSpec> rope_sliding;
 
   bool qkv_bias = false, o_bias = false, mlp_bias = false;
-  bool qk_norm = false;             // Qwen3: RMSNorm over head_dim on q and k before RoPE
+  bool qk_norm = false;                   // Qwen3, Gemma 3: RMSNorm over head_dim on q and k before RoPE
+  NormKind qk_norm_kind = NormKind::RMS;  // Gemma 3: × (1 + w)
   bool tied_embeddings = false;
-  bool post_norms = false;          // Gemma 2 sandwich norms
-  bool parallel_residual = false;   // GPT-NeoX
-  bool embed_scale = false;         // Gemma: x * sqrt(d_model)
-  bool attn_sinks = false;          // GPT-OSS learned per-head sink logits
-  double attn_scale = 0.0;          // multiplies q·k; 1/sqrt(head_dim) unless the family says otherwise
+  bool post_norms = false;                         // Gemma 2 sandwich norms
+  bool parallel_residual = false;                  // GPT-NeoX
+  bool embed_scale = false;                        // Gemma: x * sqrt(d_model)
+  bool attn_sinks = false;                         // GPT-OSS learned per-head sink logits
+  double attn_scale = 0.0;                         // multiplies q·k; 1/sqrt(head_dim) unless the family says otherwise
   double attn_softcap = 0.0, final_softcap = 0.0;  // 0 = none
-  std::vector<int> sliding_window;  // per layer; 0 = full attention
-  int n_experts = 0, top_k = 0;     // MoE
-  double swiglu_limit = 0.0;        // GPT-OSS clamp
+  std::vector<int> sliding_window;                 // per layer; 0 = full attention
+  int n_experts = 0, top_k = 0;                    // MoE
+  double swiglu_limit = 0.0;                       // GPT-OSS clamp
 
   // Tokenizer facts the run needs (from config / tokenizer_config / GGUF).
   std::optional<int> bos_id, eos_id;
