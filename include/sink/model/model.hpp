@@ -24,16 +24,16 @@ struct LoadOptions {
 
 // Per-layer weights; unused ones stay undefined. Shapes as in HF nn.Linear ([out, in]).
 struct LayerWeights {
-  at::Tensor attn_norm, attn_norm_b;          // [d]
-  at::Tensor wq, wk, wv, wo;                  // [H*dh, d], [Hkv*dh, d], [Hkv*dh, d], [d, H*dh]
+  at::Tensor attn_norm, attn_norm_b;  // [d]
+  at::Tensor wq, wk, wv, wo;          // [H*dh, d], [Hkv*dh, d], [Hkv*dh, d], [d, H*dh]
   at::Tensor bq, bk, bv, bo;
-  at::Tensor q_norm, k_norm;                  // [dh] (Qwen3)
-  at::Tensor post_attn_norm, pre_ffn_norm;    // Gemma 2 sandwich norms
-  at::Tensor ffn_norm, ffn_norm_b;            // [d]
+  at::Tensor q_norm, k_norm;                // [dh] (Qwen3)
+  at::Tensor post_attn_norm, pre_ffn_norm;  // Gemma 2 sandwich norms
+  at::Tensor ffn_norm, ffn_norm_b;          // [d]
   at::Tensor post_ffn_norm;
-  at::Tensor w_gate, w_up, w_down;            // [f, d], [f, d], [d, f]
+  at::Tensor w_gate, w_up, w_down;  // [f, d], [f, d], [d, f]
   at::Tensor b_gate, b_up, b_down;
-  at::Tensor sinks;                           // [H] GPT-OSS learned sink logits
+  at::Tensor sinks;  // [H] GPT-OSS learned sink logits
   // Mixture of experts (GPT-OSS): router [E, d] + [E]; experts stored for x @ W.
   at::Tensor router_w, router_b;
   at::Tensor experts_gate_up, experts_gate_up_b;  // [E, d, 2f] (gate even, up odd columns), [E, 2f]
@@ -41,9 +41,9 @@ struct LayerWeights {
 };
 
 struct Weights {
-  at::Tensor tok_embd;                        // [vocab, d]
-  at::Tensor output_norm, output_norm_b;      // [d]
-  at::Tensor output;                          // [vocab, d] (may alias tok_embd)
+  at::Tensor tok_embd;                    // [vocab, d]
+  at::Tensor output_norm, output_norm_b;  // [d]
+  at::Tensor output;                      // [vocab, d] (may alias tok_embd)
   std::vector<LayerWeights> layers;
 };
 
@@ -60,8 +60,20 @@ class Model {
 
   // One sequence of token ids → logits [T, vocab] (compute dtype), or an undefined tensor
   // when the hooks say no one reads them (Hooks::set_logits_unused). Hooks see every named
-  // intermediate. Runs under inference mode.
+  // intermediate. Runs under inference mode. It is the three parts below:
+  //   head(blocks(embed(ids), 0, n_layers, hooks), hooks)
   at::Tensor forward(const std::vector<std::int64_t>& ids, const Hooks& hooks = {}) const;
+
+  // The parts of a forward, for a caller that stops after layer k, keeps the hidden state and
+  // continues later or elsewhere (a pipeline stage): the results are bit-identical to forward().
+  // Token ids → the residual stream before layer 0 (hook_resid_pre of block 0), [T, d_model].
+  at::Tensor embed(const std::vector<std::int64_t>& ids) const;
+  // Blocks l0..l1−1 applied to the hidden state x [T, d_model] of positions 0..T−1, with the
+  // hooks of those layers → the hidden state after block l1−1.
+  at::Tensor blocks(at::Tensor x, int l0, int l1, const Hooks& hooks = {}) const;
+  // The final norm (ln_final.hook_normalized) and the head (hook_logits): [T, d_model] →
+  // logits [T, vocab], or undefined when the hooks want no logits.
+  at::Tensor head(at::Tensor x, const Hooks& hooks = {}) const;
 
  private:
   struct Rope;
