@@ -91,9 +91,15 @@ void check_parts(const std::string& path, const std::string& dtype, std::int64_t
       return false;
     };
     const bool plain = m->spec().attn_softcap == 0 && !m->spec().attn_sinks;
-    if (p == Paths::Statistics && plain) EXPECT_TRUE(seen("attn.hook_stats")) << path;
-    if (p == Paths::Pattern) EXPECT_TRUE(seen("attn.hook_pattern")) << path;
-    if (p == Paths::SspBias) EXPECT_TRUE(seen("attn.hook_sink_weight")) << path;
+    if (p == Paths::Statistics && plain) {
+      EXPECT_TRUE(seen("attn.hook_stats")) << path;
+    }
+    if (p == Paths::Pattern) {
+      EXPECT_TRUE(seen("attn.hook_pattern")) << path;
+    }
+    if (p == Paths::SspBias) {
+      EXPECT_TRUE(seen("attn.hook_sink_weight")) << path;
+    }
     for (int k : {1, L / 2, L - 1}) {
       const std::string what = path + " " + dtype + " path " + std::to_string(int(p)) + " k=" + std::to_string(k);
       Recorder parts;
