@@ -24,6 +24,7 @@
 #include "sink/metrics/observe.hpp"
 #include "sink/model/model.hpp"
 #include "sink/model/weight_source.hpp"
+#include "sink/run/device.hpp"
 #include "sink/run/documents.hpp"
 #include "sink/run/partial.hpp"
 #include "sink/run/results.hpp"
@@ -252,18 +253,6 @@ std::map<std::string, at::Tensor> load_mu(const std::string& path, const Prepare
   return out;
 }
 
-at::Device pick_device(const std::string& device_map, int world_size) {
-  if (device_map == "cpu") return at::Device("cpu");
-#ifdef SINK_WITH_CUDA
-  const int local = dist::local_rank();
-  if (device_map == "auto" || world_size > 1) return at::Device(at::kCUDA, local);
-  return at::Device(device_map);
-#else
-  if (device_map == "auto") return at::Device("cpu");
-  throw InputError("device_map", "'" + device_map + "' needs a CUDA build of sink (configure with -DSINK_WITH_CUDA=ON)");
-#endif
-}
-
 // One phase over buckets of documents on this rank: `fn` computes a document and
 // returns its arrays; the bucket state is checkpointed after every document.
 template <class Fn>
@@ -339,13 +328,23 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   // ---- validate everything before any weights load
   std::vector<PreparedRun> runs;
   for (const auto& rc : cfg.runs) runs.push_back(prepare_run(rc, cfg, flags.dry_run));
+  std::vector<std::string> device_maps;
+  for (const auto& p : runs) device_maps.push_back(p.rc.device_map);
+  const auto devices = plan_devices(device_maps, cfg.path, world);  // [run][rank]; refuses here, dry run or not
   if (flags.dry_run) {
     if (world.rank() == 0)
-      for (const auto& p : runs)
+      for (std::size_t r = 0; r < runs.size(); ++r) {
+        const auto& p = runs[r];
         std::printf("%s: %s (%s, %d layers, %d heads, d=%d), %zu documents, sink policy %s%s\n", p.rc.name.c_str(),
                     p.model_path.c_str(), family_name(p.spec.family), p.spec.n_layers, p.spec.n_heads,
                     p.spec.d_model, p.docs.size(), p.policy.name.c_str(),
                     p.rc.intervention ? (", intervention " + std::to_string(p.rc.intervention->modes.size()) + " modes").c_str() : "");
+        std::printf("  device_map %s:", p.rc.device_map.c_str());
+        for (std::size_t q = 0; q < devices[r].size(); ++q)
+          std::printf("%s rank %zu %s (%s, local rank %d)", q ? "," : "", q, devices[r][q].device.c_str(),
+                      devices[r][q].host.c_str(), devices[r][q].local_rank);
+        std::printf("\n");
+      }
     return 0;
   }
 
@@ -412,7 +411,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     const auto& rc = p.rc;
     LoadOptions lo;
     lo.dtype = rc.dtype;
-    const at::Device dev = pick_device(rc.device_map, world.size());
+    const at::Device dev(devices[r][world.rank()].device);
     lo.device = dev.str();
     log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
               std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
@@ -528,6 +527,10 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     o.model_path = p.model_path;
     o.dtype = p.rc.dtype;
     o.device = p.rc.device_map;
+    std::vector<int> ran;  // the world ranks that computed this run
+    for (int q = 0; q < world.size(); ++q)
+      if (world.size() < R || R == 1 || color_of_rank[q] == r) ran.push_back(q);
+    o.devices = describe_devices(devices[r], ran);
     o.policy = p.policy;
     o.docs = p.docs;
     o.hashes = p.hashes;
