@@ -110,11 +110,12 @@ void on_root_checked(dist::Comm& world, const std::function<void()>& fn) {
   throw InputError("", msg.substr(1));
 }
 
-// Progress on stderr, on one rank: a bar on a terminal, a line every ~10% or 60 s in logs.
+// Progress on stderr, on one rank: a bar on a terminal, a line every ~10% or every_s seconds in logs.
 class Progress {
  public:
-  Progress(std::string what, std::int64_t total, bool on)
-      : what_(std::move(what)), total_(total), on_(on), tty_(isatty(2)), t0_(clock::now()), last_(t0_) {}
+  Progress(std::string what, std::int64_t total, bool on, double every_s = 60)
+      : what_(std::move(what)), total_(total), on_(on), tty_(isatty(2)), every_s_(every_s), t0_(clock::now()),
+        last_(t0_) {}
   void update(std::int64_t done, std::int64_t tokens) {
     if (!on_ || total_ <= 0) return;
     const auto now = clock::now();
@@ -128,7 +129,7 @@ class Progress {
       const int w = 24, f = static_cast<int>(frac * w);
       std::fprintf(stderr, "\r[%s%s] %s", std::string(f, '#').c_str(), std::string(w - f, '.').c_str(), buf);
       if (done >= total_) std::fprintf(stderr, "\n");
-    } else if (done >= total_ || frac >= next_ || std::chrono::duration<double>(now - last_).count() > 60) {
+    } else if (done >= total_ || frac >= next_ || std::chrono::duration<double>(now - last_).count() >= every_s_) {
       log::info(buf);
       next_ = frac + 0.1;
       last_ = now;
@@ -140,6 +141,7 @@ class Progress {
   std::string what_;
   std::int64_t total_;
   bool on_, tty_;
+  double every_s_;
   clock::time_point t0_, last_;
   double next_ = 0.1;
 };
@@ -432,7 +434,8 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
         PartialStore cstore(cfg.out, rc.name, "calibration");
         auto cb = make_buckets(p.calib, flags.bucket_size);
         auto mine = assign_buckets(cb, group.rank(), group.size());
-        Progress prog(rc.name + " calibration", static_cast<std::int64_t>(p.calib.size()), show);
+        Progress prog(rc.name + " calibration", static_cast<std::int64_t>(p.calib.size()), show,
+                      flags.progress_seconds);
         std::int64_t done = 0, toks = 0;
         run_buckets(
             cstore, p.calib, cb, mine, false,
@@ -468,7 +471,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     PartialStore store(cfg.out, rc.name);
     auto buckets = make_buckets(p.docs, flags.bucket_size);
     auto mine = assign_buckets(buckets, group.rank(), group.size());
-    Progress prog(rc.name, static_cast<std::int64_t>(p.docs.size()), show);
+    Progress prog(rc.name, static_cast<std::int64_t>(p.docs.size()), show, flags.progress_seconds);
     std::int64_t toks = 0;
     run_buckets(store, p.docs, buckets, mine, true,
                 [&](const PreparedDoc& d, GeometryAccumulator& g, MuAccumulator&) {
