@@ -87,7 +87,11 @@ def apply(cfg, spec):
 
 def run_name(run):
     if run.get("name"): return str(run["name"])
-    model = str(run.get("model") or "").rstrip("/")
+    model = str(run.get("model") or "")
+    random = model.startswith("random:")  # as sink-run names random:SHAPE/config.json: SHAPE_random
+    if random: model = re.sub(r"config\.json$", "", model[len("random:"):])
+    model = model.rstrip("/")
+    if random and model.split("/")[-1]: return re.sub(r"[^a-z0-9_.-]", "_", model.split("/")[-1].lower()) + "_random"
     return re.sub(r"[^a-z0-9_.-]", "_", model.split("/")[-1].lower()) or "run"
 
 cmd, path, rest = sys.argv[1], sys.argv[2], sys.argv[3:]

@@ -11,10 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
-#include <sstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "sink/config/config.hpp"
@@ -23,6 +23,7 @@
 #include "sink/io/gguf.hpp"
 #include "sink/metrics/observe.hpp"
 #include "sink/model/model.hpp"
+#include "sink/model/random.hpp"
 #include "sink/model/weight_source.hpp"
 #include "sink/run/device.hpp"
 #include "sink/run/documents.hpp"
@@ -156,6 +157,7 @@ struct PreparedRun {
   std::vector<std::string> calib_ids;
   std::map<std::string, std::string> hashes;
   double cost = 0;
+  bool random_weights = false;  // model: random:CONFIG (model_path is CONFIG's folder)
 };
 
 // For --dry-run of a model that is not in the local HF cache: its entry in
@@ -174,7 +176,11 @@ std::optional<RegistryEntry> registry_lookup(const std::string& model) {
     throw InputError(path, "not valid JSON");
   }
   for (const auto& m : j.value("models", nlohmann::json::array())) {
-    if (m.value("hf_id", nlohmann::json()).is_string() && m["hf_id"] == model && m.value("spec_dir", nlohmann::json()).is_string())
+    const bool named =
+        (m.value("hf_id", nlohmann::json()).is_string() && m["hf_id"] == model) ||
+        (m.value("spec_dir", nlohmann::json()).is_string() &&
+         fs::path(m["spec_dir"].get<std::string>()).lexically_normal() == fs::path(model).lexically_normal());
+    if (named && m.value("spec_dir", nlohmann::json()).is_string())
       return RegistryEntry{m["spec_dir"].get<std::string>(), m.value("tokenizer", std::string())};
   }
   return std::nullopt;
@@ -184,13 +190,25 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   PreparedRun p;
   p.rc = rc;
   std::optional<RegistryEntry> stand_in;
-  try {
-    p.model_path = resolve_model_path(rc.model);
-  } catch (const InputError&) {
-    if (!dry_run || !(stand_in = registry_lookup(rc.model))) throw;
-    log::warn(rc.name + ": " + rc.model + " is not in the local HF cache; --dry-run checks it with its published config (" +
-              stand_in->spec_dir + ") and tokenizer (" + stand_in->tokenizer + ")");
-    p.model_path = stand_in->spec_dir;
+  if (const auto cfg_json = random_model_config(rc.model); !cfg_json.empty()) {
+    // Random weights on a published shape: the tokenizer is the registry's for that folder, or one beside it.
+    p.random_weights = true;
+    p.model_path = fs::path(cfg_json).parent_path().string();
+    stand_in = registry_lookup(p.model_path);
+    if (!stand_in && tokenizer_file(p.model_path).empty())
+      throw InputError(rc.model,
+                       "no tokenizer for this shape: none beside its config.json and no entry with spec_dir '" +
+                           p.model_path + "' in data/models.json");
+  } else {
+    try {
+      p.model_path = resolve_model_path(rc.model);
+    } catch (const InputError&) {
+      if (!dry_run || !(stand_in = registry_lookup(rc.model))) throw;
+      log::warn(rc.name + ": " + rc.model +
+                " is not in the local HF cache; --dry-run checks it with its published config (" + stand_in->spec_dir +
+                ") and tokenizer (" + stand_in->tokenizer + ")");
+      p.model_path = stand_in->spec_dir;
+    }
   }
   p.spec = read_spec(p.model_path);
   const int L = p.spec.n_layers;
@@ -206,7 +224,12 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   p.hashes["eval_sha256"] = sha256_file(rc.eval_jsonl);
   const auto tf = tokenizer_file(p.model_path);
   if (!tf.empty()) p.hashes["tokenizer_sha256"] = sha256_file(tf);
-  if (!stand_in) p.hashes["weights_fingerprint"] = weights_fingerprint(p.model_path);
+  if (p.random_weights) {  // the weights are the config and the seed
+    p.hashes["weights_fingerprint"] = "random:" + sha256_file((fs::path(p.model_path) / "config.json").string());
+    if (stand_in && fs::exists(stand_in->tokenizer)) p.hashes["tokenizer_sha256"] = sha256_file(stand_in->tokenizer);
+  } else if (!stand_in) {
+    p.hashes["weights_fingerprint"] = weights_fingerprint(p.model_path);
+  }
   if (rc.intervention) {
     const auto& iv = *rc.intervention;
     for (int l : iv.layers)
@@ -417,7 +440,8 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     lo.device = dev.str();
     log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
               std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
-    auto model = load_model(p.model_path, lo);
+    auto model = p.random_weights ? random_model((fs::path(p.model_path) / "config.json").string(), lo)
+                                  : load_model(p.model_path, lo);
     c10::InferenceMode guard;
     const std::int64_t s = p.policy.position;
 
