@@ -13,6 +13,7 @@
 # both on a GPU machine and runs the suite on the CPU build.
 # SINK_TORCH: pip arguments for the torch build to use instead of the pinned wheel (which needs
 # a CUDA 13 driver), e.g. SINK_TORCH='torch==2.11.0 --index-url https://download.pytorch.org/whl/cu126'.
+# SINK_SKIP_APT=1: install no Debian packages (no root; the compilers and libraries come from elsewhere).
 #
 # Installs Debian packages (when run as root, or with sudo), a repo-local
 # virtual environment .venv with the pinned PyPI packages of
@@ -39,6 +40,7 @@ APT_PACKAGES=(build-essential cmake pkg-config git python3-venv
 
 install_debian() {
   local missing=()
+  [ "${SINK_SKIP_APT:-0}" != 1 ] || return 0  # no root: the site's modules provide them (README, On a GPU cluster)
   for p in "${APT_PACKAGES[@]}"; do
     [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
   done
