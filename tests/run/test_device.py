@@ -82,3 +82,18 @@ def test_results_record_the_devices_used(cfg):
         assert g.attrs["device_map"] == "cpu"
         devs = g.attrs["devices"].split(",")
         assert len(devs) == 2 and all(x.startswith("cpu@") for x in devs), devs
+
+
+@pytest.mark.skipif(CPU_BUILD, reason="a CUDA build on a GPU machine (the device kit, tools/bench/gpu/device_run.sh)")
+def test_cuda_devices(cfg):
+    d, c = cfg
+    r = sink_run(c, "--dry-run")
+    assert "device_map auto: rank 0 cuda:0 (" in r.stdout, r.stdout
+    r = sink_run(c, "--dry-run", mpi=2)  # two ranks, the one visible GPU: both on it
+    assert "rank 0 cuda:0 (" in r.stdout and "rank 1 cuda:0 (" in r.stdout, r.stdout
+    r = sink_run(c, "--dry-run", "--set", "device_map=cuda:7", check=False)
+    assert r.returncode == 2 and "visible GPU" in r.stderr, r.stderr
+    out = d / "out_cuda"
+    sink_run(c, "--set", f"out={out}")
+    with h5py.File(out / "results.h5") as f:
+        assert f["st"].attrs["devices"].startswith("cuda:0@"), f["st"].attrs["devices"]
