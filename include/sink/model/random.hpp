@@ -17,8 +17,9 @@ inline constexpr const char* kRandomModelPrefix = "random:";
 // "random:PATH" → PATH's config.json (PATH a config.json or its folder); "" for any other model.
 std::string random_model_config(const std::string& model);
 
-// Weights drawn from a seeded generator on the CPU, then cast and moved to opt.device: the same
-// values on every rank and on every device. Linear weights N(0, 1/in), norms 1, biases 0.
+// Weights drawn from a seeded generator on opt.device (the CPU's, or the GPU's), then cast: the
+// same values on every rank of one kind of device (a GPU draws other values than the CPU).
+// Linear weights N(0, 1/in), norms 1, biases 0.
 std::unique_ptr<Model> random_model(const std::string& config_json, const LoadOptions& opt,
                                     std::uint64_t seed = 20251204);
 

@@ -39,9 +39,10 @@ SRCS=(src/util/*.cpp src/io/*.cpp src/tok/*.cpp src/model/*.cpp src/metrics/*.cp
   src/config/*.cpp src/dist/*.cpp src/store/*.cpp src/run/*.cpp)
 MAINS=(src/cli/sink_run.cpp src/cli/sink_bench.cpp src/cli/sink_lm.cpp)
 compile() {  # an object newer than its source is kept
-  local o="$OUT/obj/$(echo "$1" | tr / _).o" extra=""
-  [[ $1 == src/run/results.cpp ]] && extra="-DSINK_VERSION=\"$VERSION\" -DSINK_GIT_COMMIT=\"$COMMIT\""
-  [[ -f $o && $o -nt $1 ]] || eval "$CXX -std=c++20 -O2 -fPIC $DEFS $INC $extra -c $1 -o $o"
+  local o="$OUT/obj/$(echo "$1" | tr / _).o" extra=()
+  [[ $1 != src/run/results.cpp ]] || extra=("-DSINK_VERSION=\"$VERSION\"" "-DSINK_GIT_COMMIT=\"$COMMIT\"")
+  # shellcheck disable=SC2086  # flag lists, split on purpose
+  [[ -f $o && $o -nt $1 ]] || $CXX -std=c++20 -O2 -fPIC $DEFS $INC "${extra[@]}" -c "$1" -o "$o"
 }
 export -f compile; export OUT DEFS INC CXX VERSION COMMIT
 printf '%s\n' "${SRCS[@]}" "${MAINS[@]}" | xargs -P "$(nproc)" -I{} bash -c 'compile {}' || exit 1
