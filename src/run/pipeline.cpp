@@ -115,7 +115,12 @@ void on_root_checked(dist::Comm& world, const std::function<void()>& fn) {
 class Progress {
  public:
   Progress(std::string what, std::int64_t total, bool on, double every_s = 60)
-      : what_(std::move(what)), total_(total), on_(on), tty_(isatty(2)), every_s_(every_s), t0_(clock::now()),
+      : what_(std::move(what)),
+        total_(total),
+        on_(on),
+        tty_(isatty(2)),
+        every_s_(every_s),
+        t0_(clock::now()),
         last_(t0_) {}
   void update(std::int64_t done, std::int64_t tokens) {
     if (!on_ || total_ <= 0) return;
