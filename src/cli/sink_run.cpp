@@ -13,10 +13,13 @@ using namespace sink;
 
 static const char* kUsage =
     "usage: sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--threads N] [--no-progress]\n"
+    "       [--progress-seconds S]\n"
     "  --set k=v     override a config key (dotted keys reach into maps: steps.viz=false)\n"
     "  --dry-run     validate the config, models' configs, tokenizers and eval sets; load no weights\n"
     "  --resume      continue a killed run: compute only the documents missing from OUT/.partial\n"
-    "  --threads N   intra-op threads per rank (default: cores / ranks)\n";
+    "  --threads N   intra-op threads per rank (default: cores / ranks)\n"
+    "  --no-progress no progress on stderr (default: a bar on a terminal, else a line every 10 %)\n"
+    "  --progress-seconds S  in a log, also a progress line at least every S seconds (default 60)\n";
 
 int main(int argc, char** argv) {
   dist::Env env(&argc, &argv);
@@ -38,6 +41,10 @@ int main(int argc, char** argv) {
         f.resume = true;
       } else if (a == "--no-progress") {
         f.progress = false;
+      } else if (a == "--progress-seconds") {
+        if (i + 1 >= argc) throw InputError("--progress-seconds", "needs a number of seconds");
+        f.progress_seconds = std::atof(argv[++i]);
+        if (!(f.progress_seconds > 0)) throw InputError("--progress-seconds", "must be a positive number of seconds");
       } else if (a == "--threads") {
         if (i + 1 >= argc) throw InputError("--threads", "needs a number");
         f.threads = std::atoi(argv[++i]);

@@ -571,6 +571,11 @@ class Loader {
   }
 
   static std::string name_from_model(std::string model) {
+    // random:SHAPE/config.json (random weights, src/model/random.cpp) → SHAPE_random
+    const bool random = model.rfind("random:", 0) == 0;
+    if (random) model = model.substr(7);
+    if (random && model.size() >= 11 && model.compare(model.size() - 11, 11, "config.json") == 0)
+      model.resize(model.size() - 11);
     while (model.size() > 1 && (model.back() == '/' || model.back() == '\\')) model.pop_back();
     auto slash = model.find_last_of("/\\");
     std::string base = slash == std::string::npos ? model : model.substr(slash + 1);
@@ -578,7 +583,7 @@ class Loader {
       unsigned char u = static_cast<unsigned char>(std::tolower(static_cast<unsigned char>(c)));
       c = (std::isalnum(u) && u < 0x80) || u == '_' || u == '.' || u == '-' ? static_cast<char>(u) : '_';
     }
-    return base;
+    return random && !base.empty() ? base + "_random" : base;
   }
 
   // Maps merge key by key (so a run can change one step of the defaults);

@@ -11,10 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
-#include <sstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "sink/config/config.hpp"
@@ -23,7 +23,9 @@
 #include "sink/io/gguf.hpp"
 #include "sink/metrics/observe.hpp"
 #include "sink/model/model.hpp"
+#include "sink/model/random.hpp"
 #include "sink/model/weight_source.hpp"
+#include "sink/run/device.hpp"
 #include "sink/run/documents.hpp"
 #include "sink/run/partial.hpp"
 #include "sink/run/results.hpp"
@@ -109,11 +111,17 @@ void on_root_checked(dist::Comm& world, const std::function<void()>& fn) {
   throw InputError("", msg.substr(1));
 }
 
-// Progress on stderr, on one rank: a bar on a terminal, a line every ~10% or 60 s in logs.
+// Progress on stderr, on one rank: a bar on a terminal, a line every ~10% or every_s seconds in logs.
 class Progress {
  public:
-  Progress(std::string what, std::int64_t total, bool on)
-      : what_(std::move(what)), total_(total), on_(on), tty_(isatty(2)), t0_(clock::now()), last_(t0_) {}
+  Progress(std::string what, std::int64_t total, bool on, double every_s = 60)
+      : what_(std::move(what)),
+        total_(total),
+        on_(on),
+        tty_(isatty(2)),
+        every_s_(every_s),
+        t0_(clock::now()),
+        last_(t0_) {}
   void update(std::int64_t done, std::int64_t tokens) {
     if (!on_ || total_ <= 0) return;
     const auto now = clock::now();
@@ -127,7 +135,7 @@ class Progress {
       const int w = 24, f = static_cast<int>(frac * w);
       std::fprintf(stderr, "\r[%s%s] %s", std::string(f, '#').c_str(), std::string(w - f, '.').c_str(), buf);
       if (done >= total_) std::fprintf(stderr, "\n");
-    } else if (done >= total_ || frac >= next_ || std::chrono::duration<double>(now - last_).count() > 60) {
+    } else if (done >= total_ || frac >= next_ || std::chrono::duration<double>(now - last_).count() >= every_s_) {
       log::info(buf);
       next_ = frac + 0.1;
       last_ = now;
@@ -139,6 +147,7 @@ class Progress {
   std::string what_;
   std::int64_t total_;
   bool on_, tty_;
+  double every_s_;
   clock::time_point t0_, last_;
   double next_ = 0.1;
 };
@@ -153,6 +162,7 @@ struct PreparedRun {
   std::vector<std::string> calib_ids;
   std::map<std::string, std::string> hashes;
   double cost = 0;
+  bool random_weights = false;  // model: random:CONFIG (model_path is CONFIG's folder)
 };
 
 // For --dry-run of a model that is not in the local HF cache: its entry in
@@ -171,7 +181,11 @@ std::optional<RegistryEntry> registry_lookup(const std::string& model) {
     throw InputError(path, "not valid JSON");
   }
   for (const auto& m : j.value("models", nlohmann::json::array())) {
-    if (m.value("hf_id", nlohmann::json()).is_string() && m["hf_id"] == model && m.value("spec_dir", nlohmann::json()).is_string())
+    const bool named =
+        (m.value("hf_id", nlohmann::json()).is_string() && m["hf_id"] == model) ||
+        (m.value("spec_dir", nlohmann::json()).is_string() &&
+         fs::path(m["spec_dir"].get<std::string>()).lexically_normal() == fs::path(model).lexically_normal());
+    if (named && m.value("spec_dir", nlohmann::json()).is_string())
       return RegistryEntry{m["spec_dir"].get<std::string>(), m.value("tokenizer", std::string())};
   }
   return std::nullopt;
@@ -181,13 +195,25 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   PreparedRun p;
   p.rc = rc;
   std::optional<RegistryEntry> stand_in;
-  try {
-    p.model_path = resolve_model_path(rc.model);
-  } catch (const InputError&) {
-    if (!dry_run || !(stand_in = registry_lookup(rc.model))) throw;
-    log::warn(rc.name + ": " + rc.model + " is not in the local HF cache; --dry-run checks it with its published config (" +
-              stand_in->spec_dir + ") and tokenizer (" + stand_in->tokenizer + ")");
-    p.model_path = stand_in->spec_dir;
+  if (const auto cfg_json = random_model_config(rc.model); !cfg_json.empty()) {
+    // Random weights on a published shape: the tokenizer is the registry's for that folder, or one beside it.
+    p.random_weights = true;
+    p.model_path = fs::path(cfg_json).parent_path().string();
+    stand_in = registry_lookup(p.model_path);
+    if (!stand_in && tokenizer_file(p.model_path).empty())
+      throw InputError(rc.model,
+                       "no tokenizer for this shape: none beside its config.json and no entry with spec_dir '" +
+                           p.model_path + "' in data/models.json");
+  } else {
+    try {
+      p.model_path = resolve_model_path(rc.model);
+    } catch (const InputError&) {
+      if (!dry_run || !(stand_in = registry_lookup(rc.model))) throw;
+      log::warn(rc.name + ": " + rc.model +
+                " is not in the local HF cache; --dry-run checks it with its published config (" + stand_in->spec_dir +
+                ") and tokenizer (" + stand_in->tokenizer + ")");
+      p.model_path = stand_in->spec_dir;
+    }
   }
   p.spec = read_spec(p.model_path);
   const int L = p.spec.n_layers;
@@ -203,7 +229,12 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   p.hashes["eval_sha256"] = sha256_file(rc.eval_jsonl);
   const auto tf = tokenizer_file(p.model_path);
   if (!tf.empty()) p.hashes["tokenizer_sha256"] = sha256_file(tf);
-  if (!stand_in) p.hashes["weights_fingerprint"] = weights_fingerprint(p.model_path);
+  if (p.random_weights) {  // the weights are the config and the seed
+    p.hashes["weights_fingerprint"] = "random:" + sha256_file((fs::path(p.model_path) / "config.json").string());
+    if (stand_in && fs::exists(stand_in->tokenizer)) p.hashes["tokenizer_sha256"] = sha256_file(stand_in->tokenizer);
+  } else if (!stand_in) {
+    p.hashes["weights_fingerprint"] = weights_fingerprint(p.model_path);
+  }
   if (rc.intervention) {
     const auto& iv = *rc.intervention;
     for (int l : iv.layers)
@@ -250,18 +281,6 @@ std::map<std::string, at::Tensor> load_mu(const std::string& path, const Prepare
     out[name] = t;
   }
   return out;
-}
-
-at::Device pick_device(const std::string& device_map, int world_size) {
-  if (device_map == "cpu") return at::Device("cpu");
-#ifdef SINK_WITH_CUDA
-  const int local = dist::local_rank();
-  if (device_map == "auto" || world_size > 1) return at::Device(at::kCUDA, local);
-  return at::Device(device_map);
-#else
-  if (device_map == "auto") return at::Device("cpu");
-  throw InputError("device_map", "'" + device_map + "' needs a CUDA build of sink (configure with -DSINK_WITH_CUDA=ON)");
-#endif
 }
 
 // One phase over buckets of documents on this rank: `fn` computes a document and
@@ -339,13 +358,23 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   // ---- validate everything before any weights load
   std::vector<PreparedRun> runs;
   for (const auto& rc : cfg.runs) runs.push_back(prepare_run(rc, cfg, flags.dry_run));
+  std::vector<std::string> device_maps;
+  for (const auto& p : runs) device_maps.push_back(p.rc.device_map);
+  const auto devices = plan_devices(device_maps, cfg.path, world);  // [run][rank]; refuses here, dry run or not
   if (flags.dry_run) {
     if (world.rank() == 0)
-      for (const auto& p : runs)
+      for (std::size_t r = 0; r < runs.size(); ++r) {
+        const auto& p = runs[r];
         std::printf("%s: %s (%s, %d layers, %d heads, d=%d), %zu documents, sink policy %s%s\n", p.rc.name.c_str(),
                     p.model_path.c_str(), family_name(p.spec.family), p.spec.n_layers, p.spec.n_heads,
                     p.spec.d_model, p.docs.size(), p.policy.name.c_str(),
                     p.rc.intervention ? (", intervention " + std::to_string(p.rc.intervention->modes.size()) + " modes").c_str() : "");
+        std::printf("  device_map %s:", p.rc.device_map.c_str());
+        for (std::size_t q = 0; q < devices[r].size(); ++q)
+          std::printf("%s rank %zu %s (%s, local rank %d)", q ? "," : "", q, devices[r][q].device.c_str(),
+                      devices[r][q].host.c_str(), devices[r][q].local_rank);
+        std::printf("\n");
+      }
     return 0;
   }
 
@@ -412,11 +441,12 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     const auto& rc = p.rc;
     LoadOptions lo;
     lo.dtype = rc.dtype;
-    const at::Device dev = pick_device(rc.device_map, world.size());
+    const at::Device dev(devices[r][world.rank()].device);
     lo.device = dev.str();
     log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
               std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
-    auto model = load_model(p.model_path, lo);
+    auto model = p.random_weights ? random_model((fs::path(p.model_path) / "config.json").string(), lo)
+                                  : load_model(p.model_path, lo);
     c10::InferenceMode guard;
     const std::int64_t s = p.policy.position;
 
@@ -433,7 +463,8 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
         PartialStore cstore(cfg.out, rc.name, "calibration");
         auto cb = make_buckets(p.calib, flags.bucket_size);
         auto mine = assign_buckets(cb, group.rank(), group.size());
-        Progress prog(rc.name + " calibration", static_cast<std::int64_t>(p.calib.size()), show);
+        Progress prog(rc.name + " calibration", static_cast<std::int64_t>(p.calib.size()), show,
+                      flags.progress_seconds);
         std::int64_t done = 0, toks = 0;
         run_buckets(
             cstore, p.calib, cb, mine, false,
@@ -469,7 +500,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     PartialStore store(cfg.out, rc.name);
     auto buckets = make_buckets(p.docs, flags.bucket_size);
     auto mine = assign_buckets(buckets, group.rank(), group.size());
-    Progress prog(rc.name, static_cast<std::int64_t>(p.docs.size()), show);
+    Progress prog(rc.name, static_cast<std::int64_t>(p.docs.size()), show, flags.progress_seconds);
     std::int64_t toks = 0;
     run_buckets(store, p.docs, buckets, mine, true,
                 [&](const PreparedDoc& d, GeometryAccumulator& g, MuAccumulator&) {
@@ -528,6 +559,10 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     o.model_path = p.model_path;
     o.dtype = p.rc.dtype;
     o.device = p.rc.device_map;
+    std::vector<int> ran;  // the world ranks that computed this run
+    for (int q = 0; q < world.size(); ++q)
+      if (world.size() < R || R == 1 || color_of_rank[q] == r) ran.push_back(q);
+    o.devices = describe_devices(devices[r], ran);
     o.policy = p.policy;
     o.docs = p.docs;
     o.hashes = p.hashes;

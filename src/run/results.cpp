@@ -102,6 +102,7 @@ void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& 
   g.attr("vocab_size", std::int64_t(s.vocab));
   g.attr("dtype", o.dtype);
   g.attr("device_map", o.device);
+  g.attr("devices", o.devices);
   g.attr("sink_policy", o.policy.name);
   g.attr("sink_position", o.policy.position);
   g.attr("sink_token_prepended", o.policy.prepended);

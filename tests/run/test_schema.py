@@ -64,7 +64,8 @@ def test_results_file_matches_schema(tmp_path):
             L, H, d = g.attrs["n_layers"], g.attrs["n_heads"], g.attrs["d_model"]
             sizes = dict(N=5, L=L, H=H, S=6, P=40, K=4, d=d, V=2, L1=L + 1)
             check(g, sizes, conds)
-            for a in ("model", "sink_policy", "sink_position", "eval_sha256", "weights_fingerprint", "complete"):
+            for a in ("model", "device_map", "devices", "sink_policy", "sink_position", "eval_sha256", "weights_fingerprint",
+                      "complete"):
                 assert a in g.attrs, a
             for m in ("ssp_bias", "ssp_drop", "zero", "random"):
                 for a in ("ppl", "ppl_ratio", "ppl_ratio_ci95_low", "ppl_ratio_ci95_high"):

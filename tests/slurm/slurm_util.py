@@ -20,7 +20,10 @@ PATH_EXTRA = "/usr/sbin:/sbin:/usr/bin:/bin"
 def env(**extra):
     e = dict(os.environ)
     e["PATH"] = e.get("PATH", "") + ":" + PATH_EXTRA
-    e["SINK_BIN"] = os.path.join(BUILD, "sink-run")
+    # The scripts find the build themselves (tools/detect_gpu.sh): SINK_BIN only for a build elsewhere.
+    e.pop("SINK_BIN", None)
+    if BUILD != os.path.join(ROOT, "build", "release"):
+        e["SINK_BIN"] = os.path.join(BUILD, "sink-run")
     for k in ("SLURM_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_NTASKS", "SLURM_CPUS_PER_TASK"):
         e.pop(k, None)  # a test run inside an allocation must not leak its job into ours
     e.update({k: str(v) for k, v in extra.items()})

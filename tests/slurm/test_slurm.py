@@ -3,6 +3,7 @@
 requeued job that resumes, an intervention, and a two-model sweep as a job
 array; each output opened with h5py."""
 import os
+import re
 import subprocess
 
 import h5py
@@ -70,6 +71,10 @@ def test_observe_srun_then_requeue(slurm, data):
     assert_completed(recs, [log])
     text = read_log(log)
     assert "srun --mpi=pmix" in text and "--resume" not in text, text
+    # the CPU build, found without SINK_BIN; progress lines from rank 0 in the job log (not a terminal)
+    assert "build/release/sink-run" in text and "--no-progress" not in text, text
+    progress = [line for line in text.splitlines() if re.search(rf"\] llama: \d+/{N} documents, .* tok/s", line)]
+    assert len(progress) >= 2 and progress[-1].split("] llama: ")[1].startswith(f"{N}/{N} documents"), text
     check_results(out, "llama", 2)
     # requeued (as after a node failure or preemption): the job runs again and continues from OUT/.partial
     requeue(jobid)

@@ -21,6 +21,7 @@ struct RunOutcome {
   RunConfig rc;
   ModelSpec spec;
   std::string model_path, dtype, device;
+  std::string devices;  // the device each rank that ran it used: "cuda:0@node1,cuda:1@node1"
   SinkPolicy policy;
   std::vector<PreparedDoc> docs;
   std::map<std::string, std::string> hashes;   // weights_fingerprint, tokenizer_sha256, eval_sha256, ...

@@ -20,6 +20,7 @@ struct RunFlags {
   int threads = 0;                // 0: all cores of this rank's share of the node
   std::int64_t bucket_size = 4;   // documents per bucket (unit of work and checkpoint)
   bool progress = true;
+  double progress_seconds = 60;   // in a log (stderr not a terminal): a line every 10 % or this often
 };
 
 int sink_run(const RunFlags& flags, dist::Comm& world);
