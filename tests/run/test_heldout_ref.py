@@ -98,6 +98,8 @@ def test_perplexity_matches_float64_reference(run):
         for m in ("original", "ssp_bias", "ssp_drop", "zero", "random"):
             rel = abs(g[m].attrs["ppl"] / r[m].attrs["ppl"] - 1)
             print("smollm2 held-out", m, "ppl", g[m].attrs["ppl"], "reference", r[m].attrs["ppl"], "rel", rel)
-            assert rel <= (1e-5 if m == "ssp_drop" else 1e-6), (m, rel)
+            # The original's perplexity is the scoring itself (float64 on both sides): 1e-6. A mode's also
+            # carries the float32 forward's differences through the patch (measured ≤ 1.4e-6): 1e-5.
+            assert rel <= (1e-6 if m == "original" else 1e-5), (m, rel)
             assert np.allclose(g[m]["nll_sum"][()], r[m + "/nll_sum"][()], rtol=1e-5), m
         assert (g["original"]["n_scored"][()] == r["n_scored"][()]).all()
