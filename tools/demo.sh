@@ -13,13 +13,17 @@ echo "== $BIN configs/demo.yaml ${DEV[*]}"
 "$BIN" configs/demo.yaml "${DEV[@]}" "$@"
 echo "== plots"
 .venv/bin/python tools/plot_results.py "$OUT/results.h5" --out "$OUT/plots"
+echo "== report"
+.venv/bin/python tools/report.py "$OUT/results.h5" --out "$OUT"
 .venv/bin/python - "$OUT/results.h5" <<'PY'
 import sys, h5py
 f = h5py.File(sys.argv[1])
 for name in f.attrs["runs"].split(","):
     g = f[name]
     print(f"\n{name}: {g.attrs['n_docs']} documents, sink policy {g.attrs['sink_policy']}")
-    print(f"  sink rate (alpha > {g['summary'].attrs['epsilon']}): {g['summary'].attrs['sink_rate']:.2f} of (layer, head)")
+    sm = g['summary'].attrs
+    print(f"  sink rate (alpha > {sm['epsilon']}): {sm['sink_rate']:.2f} of (layer, head); "
+          f"Gu et al.'s protocol: {sm['sink_rate_gu']:.2f}")
     if "ssp" in g:
         o = g["ssp/original"].attrs["ppl"]
         print(f"  perplexity original {o:.2f}")
@@ -31,3 +35,4 @@ PY
 echo
 echo "results: $OUT/results.h5"
 echo "plots:   $OUT/plots/index.html"
+echo "report:  $OUT/report.md, $OUT/report.html"

@@ -209,10 +209,10 @@ def plot_sink_score(g, out, run):
     summ = g.get("summary")
     eps = attr(summ, "epsilon", attr(g, "epsilon", 0.3))
     rate = attr(summ, "sink_rate", float(np.mean(s > eps)))
-    rate_t = attr(summ, "sink_rate_t64", float(np.mean(t > eps)) if t is not None else None)
+    rate_t = attr(summ, "sink_rate_t64_of_mean", float(np.mean(t > eps)) if t is not None else None)
     panels = [(s, f"sink score α (mean over s<i<T_c)\nsink rate {rate:.1%} (ε = {eps:g})")]
     if t is not None:
-        panels.append((t, f"Gu et al. score (first 64 tokens)\nsink rate {rate_t:.1%} (ε = {eps:g})"))
+        panels.append((t, f"Gu et al. score (first 64 tokens)\nrate of the mean {rate_t:.1%}, Gu protocol {attr(summ, 'sink_rate_gu', float('nan')):.1%}"))
     vmax = max(eps, max(float(np.nanmax(p)) if np.isfinite(p).any() else 0.0 for p, _ in panels))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 0.32 * s.shape[0] + 2.8), squeeze=False,
                              layout="constrained")
@@ -710,7 +710,7 @@ def run_info(g):
             "sink_policy", "sink_position", "layers_to_show", "max_tokens_to_calc", "max_tokens_to_show"]
     info = [(k, attr(g, k)) for k in keys if k in g.attrs]
     summ = g.get("summary")
-    for k in ("epsilon", "sink_rate", "sink_rate_t64"):
+    for k in ("epsilon", "sink_rate", "sink_rate_t64_of_mean", "sink_rate_gu"):
         if summ is not None and k in summ.attrs:
             info.append((k, fmt(attr(summ, k), 4)))
     return info

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <vector>
 
+#include "sink/metrics/window.hpp"
 #include "sink/model/model.hpp"
 
 namespace sink {
@@ -195,9 +196,10 @@ void Observer::install(Hooks& hooks) {
       auto out = attn_norm_[c.layer].narrow(0, 0, N);
       at::linalg_vector_norm_out(out, o.narrow(0, 0, N), 2, -1, false, at::kFloat);
     }
-    if (o_.geometry && n > 0) {
-      auto a = a_sink_[c.layer].narrow(1, s + 1, n).t();  // [n, H]
-      geom_.add(c.layer, 1, at::addmm(o.narrow(0, s + 1, n).to(at::kFloat), a, w_sink_[c.layer], 1, -1));
+    const std::int64_t nv = visible_rows(m_.spec(), c.layer, n);  // R over the rows C is taken over
+    if (o_.geometry && nv > 0) {
+      auto a = a_sink_[c.layer].narrow(1, s + 1, nv).t();  // [nv, H]
+      geom_.add(c.layer, 1, at::addmm(o.narrow(0, s + 1, nv).to(at::kFloat), a, w_sink_[c.layer], 1, -1));
     }
   });
   if (o_.norms) {
@@ -278,10 +280,22 @@ DocArrays Observer::finish() {
     out["values/k_other_norm"] = other.select(1, 0).contiguous();
     out["values/v_other_norm"] = other.select(1, 1).contiguous();
   }
-  if (n > 0) {
+  // C's geometry and μ over the rows that see the sink (all of s < i < T_c without a window).
+  bool windows_bind = false;
+  for (int l = 0; l < L; ++l) windows_bind |= visible_rows(spec, l, n) < n;
+  if (n > 0 && !windows_bind) {
     auto a = a_sink_.narrow(2, s + 1, n);                                   // [L, H, n]
     if (o_.geometry) geom_.add_factored(0, 0, a.transpose(1, 2), w_sink_);  // C = a W_sink, every layer at once
     if (o_.mu) mu_.add(0, a, w_sink_);
+  } else if (n > 0) {
+    for (int l = 0; l < L; ++l) {  // one layer at a time: the windows give the layers different rows
+      const std::int64_t nv = visible_rows(spec, l, n);
+      if (nv == 0) continue;
+      auto a = a_sink_.narrow(0, l, 1).narrow(2, s + 1, nv);  // [1, H, nv]
+      auto w = w_sink_.narrow(0, l, 1);
+      if (o_.geometry) geom_.add_factored(l, 0, a.transpose(1, 2), w);
+      if (o_.mu) mu_.add(l, a, w);
+    }
   }
   return out;
 }

@@ -83,6 +83,38 @@ std::pair<double, double> bootstrap_ratio(const std::vector<double>& nll_mode, c
   return {r[static_cast<std::size_t>(0.025 * (reps - 1))], r[static_cast<std::size_t>(0.975 * (reps - 1))]};
 }
 
+// The sink rates (docs/metrics.md). Threshold of the mean: (l, h) counts when its score averaged
+// over documents exceeds ε. Gu et al.'s protocol (sail-sg/Attention-Sink, eval_sink_open_source.py):
+// each document's T = 64 score is thresholded, then the indicator is averaged over documents,
+// layers and heads; their code requires ≥ 64 tokens, so shorter documents are left out (counted
+// in `sink_rate_gu_n_docs`). The indicators are 0/1, so their sums are exact in any order.
+void write_sink_rates(const h5::Group& g, const h5::Group& sg, const std::vector<DocArrays>& mine, const RunOutcome& o,
+                      std::int64_t lo, const at::Tensor& sink_mean, const at::Tensor& t64_mean, double eps,
+                      dist::Comm& world) {
+  const std::int64_t L = o.spec.n_layers, H = o.spec.n_heads, gu_T = 64;
+  std::vector<std::int64_t> index;
+  std::vector<double> rows;
+  for (std::size_t k = 0; k < mine.size(); ++k) {
+    const auto i = lo + static_cast<std::int64_t>(k);
+    if (static_cast<std::int64_t>(o.docs[i].ids.size()) < gu_T) continue;
+    auto ind = (mine[k].at("basic/sink_score_t64") > eps).to(at::kDouble).contiguous();
+    index.push_back(i);
+    rows.insert(rows.end(), ind.data_ptr<double>(), ind.data_ptr<double>() + L * H);
+    rows.push_back(1.0);
+  }
+  auto tot = world.sum_by_index(index, rows, static_cast<std::size_t>(L * H + 1));
+  const double nd = tot.back(), nan = std::numeric_limits<double>::quiet_NaN();
+  auto per = at::from_blob(tot.data(), {L, H}, at::TensorOptions().dtype(at::kDouble)).clone();
+  sg.attr("sink_rate_gu", nd > 0 ? per.sum().item<double>() / (nd * double(L * H)) : nan);
+  sg.attr("sink_rate_gu_n_docs", static_cast<std::int64_t>(nd));
+  sg.attr("sink_rate", (sink_mean > eps).to(at::kDouble).mean().item<double>());
+  sg.attr("sink_rate_t64_of_mean", (t64_mean > eps).to(at::kDouble).mean().item<double>());
+  write_tensor(g, "summary/sink_rate_gu_by_layer",
+               nd > 0 ? per.sum(1) / (nd * double(H)) : at::full({L}, nan, at::TensorOptions().dtype(at::kDouble)));
+  write_tensor(g, "summary/sink_rate_by_layer", (sink_mean > eps).to(at::kDouble).mean(1));
+  write_tensor(g, "summary/sink_rate_t64_of_mean_by_layer", (t64_mean > eps).to(at::kDouble).mean(1));
+}
+
 void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& o, dist::Comm& world) {
   const auto& s = o.spec;
   const std::int64_t N = static_cast<std::int64_t>(o.docs.size()), L = s.n_layers, H = s.n_heads;
@@ -178,8 +210,7 @@ void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& 
   write_tensor(g, "summary/sink_score_t64_mean", t64_mean);
   const double eps = o.rc.epsilon;
   auto sg = g.group("summary");
-  sg.attr("sink_rate", (sink_mean > eps).to(at::kDouble).mean().item<double>());
-  sg.attr("sink_rate_t64", (t64_mean > eps).to(at::kDouble).mean().item<double>());
+  write_sink_rates(g, sg, mine, o, lo, sink_mean, t64_mean, eps, world);
   sg.attr("epsilon", eps);
 
   // ---- geometry of the sink vectors and of the control (merged over buckets in order)

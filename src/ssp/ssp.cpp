@@ -13,6 +13,7 @@
 
 #include <memory>
 
+#include "sink/metrics/window.hpp"
 #include "sink/model/model.hpp"
 #include "sink/util/error.hpp"
 
@@ -103,13 +104,17 @@ void install_ssp(const Model& m, const SinkBias& b, SspMode mode, Hooks& hooks) 
       if (mode == SspMode::Exact)
         hooks.add(Hook::SinkWeight, [=](at::Tensor& w, const HookCtx& c) { (*state)[c.layer].a_sink = w; }, l);
     }
+    // Only the rows that see the sink under the layer's window get the bias: past the window the
+    // sink writes nothing, so there is nothing to replace (and μ averages over the same rows).
     hooks.add(Hook::AttnOut, [=](at::Tensor& o, const HookCtx& c) {
       const std::int64_t T = o.size(0);
       if (T <= s + 1) return;
-      auto tail = o.narrow(0, s + 1, T - s - 1);
+      const std::int64_t nv = visible_rows(mp->spec(), c.layer, T - s - 1);
+      if (nv == 0) return;
+      auto tail = o.narrow(0, s + 1, nv);
       if (mode == SspMode::Exact) {
         auto& st = (*state)[c.layer];
-        tail.add_(at::matmul(st.a_sink.narrow(1, s + 1, T - s - 1).t(), st.w_sink).to(o.scalar_type()));
+        tail.add_(at::matmul(st.a_sink.narrow(1, s + 1, nv).t(), st.w_sink).to(o.scalar_type()));
       } else {
         tail.add_(bias[c.layer]);
       }
@@ -160,10 +165,22 @@ std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vecto
   }
   const auto& h0 = original->hidden;
   const auto& logits0 = original->logits;
+  // Scores in float64 from the model's logits: a float32 log-softmax over a 49 152-word
+  // vocabulary is biased by ~−2e-5 nats per token. Row chunks keep each float64 copy of the
+  // logits near 2^24 elements (128 MiB), whatever the vocabulary.
+  const std::int64_t chunk =
+      std::max<std::int64_t>(1, (std::int64_t(1) << 24) / std::max<std::int64_t>(1, m.spec().vocab));
+  auto log_probs = [&](const at::Tensor& logits, std::int64_t i0, std::int64_t k) {
+    auto x = logits.narrow(0, p0 + i0, k).to(at::kDouble);
+    return x - at::logsumexp(x, -1, true);
+  };
   auto nll = [&](const at::Tensor& logits) {
-    if (n == 0) return 0.0;
-    auto lp = at::log_softmax(logits.narrow(0, p0, n).to(at::kFloat), -1);
-    return -lp.gather(1, targets.unsqueeze(1)).to(at::kDouble).sum().item<double>();
+    double sum = 0;
+    for (std::int64_t i0 = 0; i0 < n; i0 += chunk) {
+      const auto k = std::min(chunk, n - i0);
+      sum -= log_probs(logits, i0, k).gather(1, targets.narrow(0, i0, k).unsqueeze(1)).sum().item<double>();
+    }
+    return sum;
   };
   SspDocResult orig;
   orig.nll_sum = nll(logits0);
@@ -183,11 +200,10 @@ std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vecto
     r.n = n;
     if (n > 0) {
       double kl = 0;
-      for (std::int64_t i0 = 0; i0 < n; i0 += 256) {  // chunks keep two [chunk, vocab] float32 arrays
-        const auto k = std::min<std::int64_t>(256, n - i0);
-        auto lp0 = at::log_softmax(logits0.narrow(0, p0 + i0, k).to(at::kFloat), -1);
-        auto lp1 = at::log_softmax(logits.narrow(0, p0 + i0, k).to(at::kFloat), -1);
-        kl += (lp0.exp() * (lp0 - lp1)).sum().to(at::kDouble).item<double>();
+      for (std::int64_t i0 = 0; i0 < n; i0 += chunk) {
+        const auto k = std::min(chunk, n - i0);
+        auto lp0 = log_probs(logits0, i0, k), lp1 = log_probs(logits, i0, k);
+        kl += (lp0.exp() * (lp0 - lp1)).sum().item<double>();
       }
       r.kl_mean = kl / double(n);
     }

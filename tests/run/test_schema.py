@@ -67,6 +67,8 @@ def test_results_file_matches_schema(tmp_path):
             for a in ("model", "device_map", "devices", "sink_policy", "sink_position", "eval_sha256", "weights_fingerprint",
                       "complete"):
                 assert a in g.attrs, a
+            for a in ("sink_rate_gu", "sink_rate_gu_n_docs", "sink_rate", "sink_rate_t64_of_mean", "epsilon"):
+                assert a in g["summary"].attrs, a
             for m in ("ssp_bias", "ssp_drop", "zero", "random"):
                 for a in ("ppl", "ppl_ratio", "ppl_ratio_ci95_low", "ppl_ratio_ci95_high"):
                     assert a in g["ssp/" + m].attrs, (m, a)

@@ -11,7 +11,10 @@ definitions in docs/metrics.md — no code is shared with sink.
         [--layers-to-show 0,1] [--max-docs N] [--max-total-tokens T]
 
 Writes per-document arrays under the same names as results.h5 (without the
-run group) and summary/geometry/* computed with an exact covariance."""
+run group), summary/geometry/* computed with an exact covariance over the rows
+that see the sink (HF's own attention mask says which), and the sink rates
+(summary attributes): Gu et al.'s protocol as their code computes it, and the
+thresholds of the means over documents."""
 import argparse
 import json
 import math
@@ -74,6 +77,7 @@ def main():
     ap.add_argument("--layers-to-show", default="")
     ap.add_argument("--max-docs", type=int, default=0)
     ap.add_argument("--max-total-tokens", type=int, default=4096)
+    ap.add_argument("--epsilon", type=float, default=0.3)
     ap.add_argument("--token-ids", help="JSON file with a list of token-id lists (overrides tokenizing)")
     a = ap.parse_args()
     torch.manual_seed(0)
@@ -104,6 +108,10 @@ def main():
     handles = []
     for l, layer in enumerate(layers_of(m)):
         att, o = attn_parts(layer)
+        # The additive mask HF's eager attention gets in this layer (its sliding window included):
+        # which query rows see the sink key, without re-deriving the window rule here.
+        handles.append(att.register_forward_pre_hook(
+            lambda mod, args, kw, l=l: captured.__setitem__(f"mask{l}", kw.get("attention_mask")), with_kwargs=True))
         handles.append(o.register_forward_hook(lambda mod, inp, out, l=l: captured.__setitem__(f"z{l}", inp[0].detach())))
         handles.append(o.register_forward_hook(lambda mod, inp, out, l=l: captured.__setitem__(f"o{l}", out.detach())))
         mlp = layer.mlp
@@ -114,6 +122,7 @@ def main():
 
     out = {}
     geo = {w: {l: [] for l in range(L)} for w in (0, 1)}
+    gu = []  # per document with >= 64 tokens: Gu et al.'s importance score of token 0, [L, H]
     maps = {l: [] for l in show}
 
     def put(k, v):
@@ -129,8 +138,16 @@ def main():
         vals = {k: [] for k in ("sink_out_norm", "update_norm", "sink_share", "update_minus_sink_norm",
                                 "v_sink_norm", "v_other_norm", "k_sink_norm", "k_other_norm")}
         attn_n, mlp_n = [], []
+        gu_doc = []
         for l in range(L):
             A = r.attentions[l][0].double()  # [H, T, T]
+            if T >= 64:
+                # Gu et al.'s compute_attention_sink (sail-sg/Attention-Sink, eval_sink_open_source.py) on
+                # the first 64 tokens (the attention is causal: the same as a 64-token input):
+                # importance[j] = sum_i A[i, j] / (64 - j); the sink rate thresholds token 0's.
+                A64 = A[:, :64, :64]
+                ratios = torch.arange(64, 0, -1, dtype=torch.float64)[None, None, :]
+                gu_doc.append((A64 / ratios).sum(-2)[:, 0].numpy())
             ss.append(A[:, s + 1:Tc, s].mean(1).numpy() if Tc > s + 1 else np.full(H, np.nan))
             t64.append(A[:, s:min(64, T), s].mean(1).numpy())
             rows = A[:, 1:Tc, :]
@@ -195,14 +212,20 @@ def main():
             vals["update_minus_sink_norm"].append((u - c).norm(dim=-1).mean(0).numpy())
             C = a_s @ w_sink  # [n, d]
             Rv = captured[f"o{l}"][0].double()[s + 1:Tc] - C
-            geo[0][l].append(C.numpy())
-            geo[1][l].append(Rv.numpy())
+            # C and R over the rows that see the sink under the layer's window (HF's mask is 0 there).
+            mask = captured.get(f"mask{l}")
+            vis = (torch.ones(Tc - s - 1, dtype=torch.bool) if mask is None
+                   else mask[0, 0, s + 1:Tc, s] == 0) if Tc > s + 1 else torch.zeros(0, dtype=torch.bool)
+            geo[0][l].append(C[vis].numpy())
+            geo[1][l].append(Rv[vis].numpy())
             an = np.full(P, np.nan)
             an[:min(T, P)] = captured[f"o{l}"][0].double().norm(dim=-1)[:P].numpy()
             attn_n.append(an)
             mn = np.full(P, np.nan)
             mn[:min(T, P)] = captured[f"m{l}"][0].double().norm(dim=-1)[:P].numpy()
             mlp_n.append(mn)
+        if gu_doc:
+            gu.append(np.stack(gu_doc))
         put("basic/sink_score", ss)
         put("basic/sink_score_t64", t64)
         put("basic/entropy", ent)
@@ -221,6 +244,24 @@ def main():
     with h5py.File(a.out, "w") as f:
         for k, v in out.items():
             f[k] = np.stack(v)
+        # Sink rates at epsilon: Gu et al.'s (per document, then the mean over documents, layers and
+        # heads), and the thresholds of the means over documents (alpha, and Gu's score).
+        eps = a.epsilon
+        summ = f.create_group("summary")
+        if gu:
+            ind = (np.stack(gu) > eps).astype(np.float64)  # [N64, L, H]
+            summ.attrs["sink_rate_gu"] = ind.mean()
+            summ["sink_rate_gu_by_layer"] = ind.mean(axis=(0, 2))
+            summ["gu_score_per_doc"] = np.stack(gu)
+        summ.attrs["sink_rate_gu_n_docs"] = len(gu)
+        ss_mean = np.nanmean(np.stack(out["basic/sink_score"]), 0)
+        t_mean = np.nanmean(np.stack(out["basic/sink_score_t64"]), 0)
+        summ.attrs["sink_rate"] = (ss_mean > eps).mean()
+        summ.attrs["sink_rate_t64_of_mean"] = (t_mean > eps).mean()
+        summ["sink_rate_by_layer"] = (ss_mean > eps).mean(1)
+        summ["sink_rate_t64_of_mean_by_layer"] = (t_mean > eps).mean(1)
+        summ["sink_score_mean"] = ss_mean
+        summ["sink_score_t64_mean"] = t_mean
         for l in show:
             f.create_dataset(f"viz/attention_map/{l}", data=np.nanmean(np.stack(maps[l]), 0))
         for key in ("mean_cos_to_mean", "pc1_share", "var_over_mean_sq", "mean_norm"):

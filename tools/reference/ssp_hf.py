@@ -8,12 +8,18 @@ recomputed from HF's logits and hidden states.
     python tools/reference/ssp_hf.py --model DIR --results results.h5 --run NAME --out ref.h5
 
 Token ids are taken from the evaluation text with HF's tokenizer and the
-run's sink policy. In a patched layer, for queries i > s:
+run's sink policy. In a patched layer, for queries i > s that see the sink
+(HF's own attention mask for the layer, its sliding window included, is 0 at
+key s; the other rows are left exactly as HF computes them):
   ssp_bias / zero / random: out_i = Σ_{j≠s} A_ij v_j   (= eager out_i − A_is v_s), then + bias after o_proj
   ssp_drop: out_i = (1 − ᾱ_h) Σ_{j≠s} A_ij v_j / (1 − A_is), then + μ after o_proj
+Scores in float64 from HF's logits: NLL, perplexity exp(ΣNLL / Σn) (original/ppl
+and <mode>/ppl attributes) and KL.
 """
 import argparse
 import json
+import math
+import os
 import sys
 
 import h5py
@@ -44,6 +50,7 @@ def main():
     ap.add_argument("--run", required=True)
     ap.add_argument("--eval", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--calibration", help="calibration JSONL: also recompute μ, μ_head and ᾱ (calib/*)")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
     f = h5py.File(a.results)
@@ -59,25 +66,52 @@ def main():
     seed = int(g["ssp"].attrs["random_seed"])
     modes = [k for k in g["ssp"].keys() if k not in ("mu", "mu_head", "alpha_bar", "calibration_ids", "original")]
 
-    model = tf.AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32, attn_implementation="eager").eval()
-    tok = tf.AutoTokenizer.from_pretrained(a.model)
+    if a.model.endswith(".gguf"):  # the real model: HF dequantises the GGUF to float32
+        d, fn = os.path.split(a.model)
+        cfg = tf.AutoConfig.from_pretrained(d, gguf_file=fn)
+        if cfg.pad_token_id is not None and cfg.pad_token_id >= cfg.vocab_size:
+            cfg.pad_token_id = None
+        model = tf.AutoModelForCausalLM.from_pretrained(d, gguf_file=fn, config=cfg, dtype=torch.float32,
+                                                        attn_implementation="eager").eval()
+        tok = tf.AutoTokenizer.from_pretrained(d, gguf_file=fn)
+    else:
+        model = tf.AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32,
+                                                        attn_implementation="eager").eval()
+        tok = tf.AutoTokenizer.from_pretrained(a.model)
     L = model.config.num_hidden_layers
     patched = set(range(L)) if layers_attr == "all" else {int(x) for x in layers_attr.split(",")}
     eager = sys.modules[type(model).__module__].eager_attention_forward
 
     state = {"mode": None}
+    calib = {}
 
     def patched_attention(module, query, key, value, attention_mask, **kw):
         out, w = eager(module, query, key, value, attention_mask, **kw)  # out [B, T, H, dh], w [B, H, T, T]
         l = module.layer_idx
         mode = state["mode"]
+        if mode == "calib":  # μ statistics: c[h, i] = A_is W_O^h v_s^h over the rows that see the sink
+            T, H = out.shape[1], query.shape[1]
+            vis = torch.arange(T) > s
+            if attention_mask is not None:
+                vis = vis & (attention_mask[0, 0, :T, s] == 0)
+            vs = value[0, :, s].repeat_interleave(H // value.shape[1], 0).double()  # [H, dh]
+            wo = module.o_proj.weight.double().view(-1, H, vs.shape[1])  # [d, H, dh]
+            a_sum = w[0, :, vis, s].double().sum(-1)  # [H]
+            calib["head_sum"][l] += a_sum[:, None] * torch.einsum("dhk,hk->hd", wo, vs)
+            calib["alpha_sum"][l] += a_sum
+            calib["count"][l] += int(vis.sum())
+            return out, w
         if mode is None or l not in patched:
             return out, w
         H = query.shape[1]
         rep = H // value.shape[1]
         vs = value[:, :, s].repeat_interleave(rep, 1)  # [B, H, dh]
         a_s = w[:, :, :, s]  # [B, H, T]
-        rows = torch.arange(out.shape[1]) > s
+        T = out.shape[1]
+        rows = torch.arange(T) > s
+        if attention_mask is not None:  # additive float mask [B, 1, T, T]: 0 where key s is visible
+            rows = rows & (attention_mask[0, 0, :T, s] == 0)
+        state[f"rows{l}"] = rows
         new = out - (a_s.unsqueeze(-1) * vs.unsqueeze(2)).transpose(1, 2)  # Σ_{j≠s} A_ij v_j
         if mode == "ssp_drop":
             scale = ((1 - alpha[l]).view(1, H, 1) / (1 - a_s)).transpose(1, 2).unsqueeze(-1)  # [B, T, H, 1]
@@ -99,29 +133,52 @@ def main():
     def add_bias(l):
         def hook(mod, inp, out):
             m = state["mode"]
-            if m is None or l not in patched:
+            if m not in bias or l not in patched:  # unpatched, or the calibration pass
                 return out
             out = out.clone()
-            out[:, s + 1:] += bias[m][l].to(out.dtype)
+            rows = state[f"rows{l}"]  # the rows that see the sink in this layer
+            out[:, rows] += bias[m][l].to(out.dtype)
             return out
         return hook
 
     for l, layer in enumerate(model.model.layers):
         layer.self_attn.o_proj.register_forward_hook(add_bias(l))
 
-    res = {}
-    for line in open(a.eval):
-        if not line.strip():
-            continue
-        text = json.loads(line)["text"]
+    def token_ids(text):
         if policy == "bos":
             ids = tok(text).input_ids
         else:
             ids = tok(text, add_special_tokens=False).input_ids
             if policy == "prepend":
                 ids = [int(g.attrs["sink_token_prepended"])] + ids
-        ids = ids[:max_total]
+        return ids[:max_total]
+
+    res = {}
+    if a.calibration:  # μ, μ per head and ᾱ recomputed from HF's attention on the calibration documents
+        cfg = model.config
+        H, d = cfg.num_attention_heads, cfg.hidden_size
+        calib.update(head_sum=torch.zeros(L, H, d, dtype=torch.float64), alpha_sum=torch.zeros(L, H, dtype=torch.float64),
+                     count=[0] * L)
+        state["mode"] = "calib"
+        rows = 0  # every row i > s, visible or not
+        for line in open(a.calibration):
+            if line.strip():
+                ids = token_ids(json.loads(line)["text"])
+                model(torch.tensor([ids]))
+                rows += max(0, len(ids) - 1 - s)
+        state["mode"] = None
+        cnt = torch.tensor(calib["count"], dtype=torch.float64).clamp_min(1)
+        res["calib/mu_head"] = (calib["head_sum"] / cnt[:, None, None]).numpy()
+        res["calib/mu"] = res["calib/mu_head"].sum(1)
+        res["calib/alpha_bar"] = (calib["alpha_sum"] / cnt[:, None]).numpy()
+        res["calib/count"] = np.array(calib["count"])
+        res["calib/rows"] = rows
+    for line in open(a.eval):
+        if not line.strip():
+            continue
+        ids = token_ids(json.loads(line)["text"])
         T = len(ids)
+        res.setdefault("n_scored", []).append(max(0, T - 2 - s))
         x = torch.tensor([ids])
         state["mode"] = None
         o0 = model(x, output_hidden_states=True)
@@ -145,6 +202,9 @@ def main():
     with h5py.File(a.out, "w") as out:
         for k, v in res.items():
             out[k] = np.array(v)
+        n = float(np.sum(res["n_scored"]))
+        for m in ["original"] + modes:  # perplexity over all documents, float64 throughout
+            out[m].attrs["ppl"] = math.exp(float(np.sum(res[m + "/nll_sum"])) / n)
 
 
 if __name__ == "__main__":

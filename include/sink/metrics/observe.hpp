@@ -66,8 +66,8 @@ class Observer {
   at::Tensor row_weights_, below_, blocks_, vs_;   // constants and scratch (see observe.cpp)
 };
 
-// One calibration document's μ statistics: every position i > sink, no other metric (the
-// pass SSP's μ is estimated from).
+// One calibration document's μ statistics: every position i > sink that sees it under the
+// layer's window, no other metric (the pass SSP's μ is estimated from).
 MuAccumulator observe_mu(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t sink);
 
 }  // namespace sink

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# docs/findings.md from the real models on this machine: the sweep in
+# configs/findings/small_models.yaml (SmolLM2-135M-Instruct and stories260K on 16 shipped
+# State of the Union documents, SSP with μ from 8 Austen chapters), its report, and the
+# findings page made from that report. 41 minutes on 2 CPU cores shared with other jobs (measured).
+#   bash tools/findings.sh            # run, report, write docs/findings.md
+#   bash tools/findings.sh --resume   # finish an interrupted run first
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${SINK_BIN:-build/release}
+OUT=experiments/findings/small_models
+"$BIN/sink-run" configs/findings/small_models.yaml --no-progress "$@"
+.venv/bin/python tools/report.py "$OUT/results.h5"
+.venv/bin/python tools/findings.py "$OUT/results.h5" --out docs/findings.md
+echo "docs/findings.md (from $OUT/report.md)"
