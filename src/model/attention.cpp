@@ -250,8 +250,11 @@ void attention_explicit(const LayerAttention& a, const AttentionPlan& plan, at::
       pv.select(2, key).mul_(1 - later);
     }
     if (edit && edit->row_scale.defined() && q1 > edit->drop_key + 1) {
-      // ssp_drop: rows after the sink scaled by the mass the sink had on average
-      auto scale = at::where(qi > edit->drop_key, edit->row_scale.view({H, 1, 1}).to(dev), at::ones({1}, dev))
+      // ssp_drop: the rows that saw the sink (after it, and within the window) scaled by the
+      // mass the sink had on average; rows past the window never saw it and stay as they are.
+      auto sees = qi > edit->drop_key;
+      if (W > 0) sees = sees.logical_and(qi - W < edit->drop_key);
+      auto scale = at::where(sees, edit->row_scale.view({H, 1, 1}).to(dev), at::ones({1}, dev))
                        .to(p.scalar_type());  // [H, c, 1]
       p = (p.view({H, c, q1}) * scale).view({Hkv, R, c, q1});
     }
@@ -344,7 +347,7 @@ void attention_ssp_subtract(const LayerAttention& a, const AttentionPlan& plan, 
 }
 
 // ssp_drop: a fused pass with key s hidden from queries i > s (for s = 0 without a window, no
-// mask at all), then rows i > s scaled by row_scale (the mass the sink had on average).
+// mask at all), then the rows that saw the sink scaled by row_scale (the mass it had on average).
 void attention_ssp_drop(const LayerAttention& a, const AttentionPlan& plan, at::Tensor& z) {
   const int W = plan.window;
   const std::int64_t T = a.ac.T, H = a.s.n_heads, key = plan.edit->drop_key;
@@ -352,8 +355,10 @@ void attention_ssp_drop(const LayerAttention& a, const AttentionPlan& plan, at::
   auto [ks, vs] = a.kv_per_query_head();
   at::Tensor out = key == 0 && W == 0 && T > 1 ? attention_without_key0(a, qs, ks, vs).first
                                                : attention_hiding_key(a, qs, ks, vs, W, key);
-  if (plan.edit->row_scale.defined() && T > key + 1)
-    out.narrow(1, key + 1, T - key - 1).mul_(plan.edit->row_scale.view({H, 1, 1}).to(a.ac.dev, out.scalar_type()));
+  // The rows that saw the sink: key < i < key + W (every later row without a window).
+  const std::int64_t end = W > 0 ? std::min(T, key + W) : T;
+  if (plan.edit->row_scale.defined() && end > key + 1)
+    out.narrow(1, key + 1, end - key - 1).mul_(plan.edit->row_scale.view({H, 1, 1}).to(a.ac.dev, out.scalar_type()));
   z.copy_(out);
 }
 

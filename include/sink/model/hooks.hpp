@@ -51,7 +51,8 @@ using HookFn = std::function<void(at::Tensor& value, const HookCtx& ctx)>;
 
 // An edit the attention itself applies (for ssp_drop): queries i > drop_key
 // compute no probability for key drop_key (the softmax runs over the other
-// keys), then each head's row is scaled by row_scale[h].
+// keys), then each head's row is scaled by row_scale[h] — in the rows that saw the key
+// (in a layer with window W, only i < drop_key + W; the later rows never saw it).
 struct AttnEdit {
   std::int64_t drop_key = -1;
   at::Tensor row_scale;  // [n_heads] float32, or undefined for 1
