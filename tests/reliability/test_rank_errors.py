@@ -7,7 +7,8 @@ allocation ran out). Each case runs under a time limit that a hang would exceed.
 - an input error that only rank 1 meets after the ranks split (injected with
   SINK_FAULT=input@doc.start#J:rank=1, the stand-in for any such error): that rank
   prints the line and ends the job through MPI_Abort;
-- a corrupt bucket checkpoint on --resume with 2 ranks (checked before the split)."""
+- a corrupt bucket checkpoint on --resume with 2 ranks (checked before the split);
+- a NaN weight, met by both ranks while loading after the split: agreed on, printed once."""
 import json
 import os
 import signal
@@ -19,7 +20,8 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_bad_input_matrix import BUILD, TINY, config_text, copy_model, edit_tokenizer, eval_set  # noqa: E402
+from test_bad_input_matrix import (BUILD, TINY, config_text, copy_model, edit_tokenizer, eval_set,  # noqa: E402
+                                   save_torch)
 
 LLAMA = os.path.join(TINY, "llama")
 HANG = 90  # seconds: each case ends in a few; a hang is killed here and fails
@@ -103,4 +105,15 @@ def test_m03_corrupt_checkpoint_on_resume(tmp_path):
         ck.write_bytes(raw)
     r, _ = mpirun(cfg, "--resume")
     one_line(r, "corrupt checkpoint", "bucket_")
+    assert not (tmp_path / "out" / "results.h5").exists()
+
+
+def test_m04_bad_weights_met_by_every_rank(tmp_path):
+    d = copy_model(tmp_path)
+    f = save_torch(d, lambda t: t["model.embed_tokens.weight"].view(-1).__setitem__(7, float("nan")))
+    ev = docs(tmp_path / "ev.jsonl", [LONG, SHORT])
+    cfg = tmp_path / "nan.yaml"
+    cfg.write_text(config_text(tmp_path, ev=ev).replace(f"model: {LLAMA}", f"model: {d}"))
+    r, _ = mpirun(cfg)
+    one_line(r, f, "NaN or Inf")
     assert not (tmp_path / "out" / "results.h5").exists()
