@@ -8,7 +8,8 @@ allocation ran out). Each case runs under a time limit that a hang would exceed.
   SINK_FAULT=input@doc.start#J:rank=1, the stand-in for any such error): that rank
   prints the line and ends the job through MPI_Abort;
 - a corrupt bucket checkpoint on --resume with 2 ranks (checked before the split);
-- a NaN weight, met by both ranks while loading after the split: agreed on, printed once."""
+- a NaN weight, met by both ranks while loading after the split: agreed on, printed once;
+- an Inf weight in one of two runs, a group of one rank per run: that group ends the job."""
 import json
 import os
 import signal
@@ -114,6 +115,21 @@ def test_m04_bad_weights_met_by_every_rank(tmp_path):
     ev = docs(tmp_path / "ev.jsonl", [LONG, SHORT])
     cfg = tmp_path / "nan.yaml"
     cfg.write_text(config_text(tmp_path, ev=ev).replace(f"model: {LLAMA}", f"model: {d}"))
+    r, _ = mpirun(cfg)
+    one_line(r, f, "NaN or Inf")
+    assert not (tmp_path / "out" / "results.h5").exists()
+
+
+def test_m05_bad_weights_in_one_group_of_two(tmp_path):
+    """Two runs on 2 ranks: a group of one rank per run. The run whose weights are bad ends the
+    whole job (the other group is mid-run) with its line, once."""
+    d = copy_model(tmp_path)
+    f = save_torch(d, lambda t: t["model.norm.weight"].view(-1).__setitem__(3, float("inf")))
+    ev = docs(tmp_path / "ev.jsonl", [LONG, SHORT, LONG[:60]])
+    cfg = tmp_path / "two.yaml"
+    cfg.write_text(f"out: {tmp_path / 'out'}\ndefaults:\n  eval_jsonl: {ev}\n  max_total_tokens: 64\n"
+                   f"  max_tokens_to_calc: 16\n  max_tokens_to_show: 4\n"
+                   f"runs:\n  - model: {LLAMA}\n    name: good\n  - model: {d}\n    name: bad\n")
     r, _ = mpirun(cfg)
     one_line(r, f, "NaN or Inf")
     assert not (tmp_path / "out" / "results.h5").exists()
