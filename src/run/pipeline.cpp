@@ -461,14 +461,14 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     const auto& rc = p.rc;
     LoadOptions lo;
     lo.dtype = rc.dtype;
-    const at::Device dev = pick_device(rc.device_map, world.size());
-    lo.device = dev.str();
-    log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
-              std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
     std::unique_ptr<Model> model;
     std::map<std::string, at::Tensor> mu;
-    // Every rank of the group loads the same files: agreed on, so one line is printed, once.
+    // Every rank of the group picks its device and loads the same files: agreed on, so one
+    // line is printed, once.
     agree_on_errors(group, world, "sink-run", [&] {
+      lo.device = pick_device(rc.device_map, world.size()).str();
+      log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
+                std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
       model = load_model(p.model_path, lo);
       if (rc.intervention && !rc.intervention->mu_from.empty()) mu = load_mu(rc.intervention->mu_from, p);
     });
