@@ -526,51 +526,50 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     auto mine = assign_buckets(buckets, group.rank(), group.size());
     Progress prog(rc.name, static_cast<std::int64_t>(p.docs.size()), show);
     std::int64_t toks = 0;
-    run_buckets(
-        store, p.docs, buckets, mine, true, flat_sizes(p, true),
-        [&](const PreparedDoc& d, GeometryAccumulator& g, MuAccumulator&) {
-          const auto T = static_cast<std::int64_t>(d.ids.size());
-          ObserveOptions o;
-          o.sink = s;
-          o.max_tokens_to_calc = rc.max_tokens_to_calc;
-          o.max_tokens_to_show = rc.max_tokens_to_show;
-          o.layers_to_show = rc.layers_to_show;
-          o.basic = rc.step_basic;
-          o.norms = rc.step_norms;
-          o.values = rc.step_values;
-          o.viz = rc.step_viz;
-          o.geometry = rc.step_values;
-          o.sketch = rc.geometry_sketch;
-          Observer obs(*model, o, T);
-          Hooks h;
-          obs.install(h);
-          SspOriginal original;  // the observation pass is also SSP's original pass
-          if (rc.intervention) capture_original(h, original, p.spec.n_layers);
-          model->forward(d.ids, h);
-          DocArrays a = obs.finish();
-          if (o.geometry) g = std::move(obs.geometry());
-          if (rc.intervention) {
-            auto res = ssp_measure(*model, d.ids, bias, modes, &original);
-            for (const auto& [name, x] : res) {
-              const std::string k = "ssp/" + name + "/";
-              a[k + "nll_sum"] = at::tensor({x.nll_sum}, at::TensorOptions().dtype(at::kDouble));
-              a[k + "n_scored"] = at::tensor({double(x.n)}, at::TensorOptions().dtype(at::kDouble));
-              a[k + "kl"] = at::tensor({float(x.kl_mean)}, at::TensorOptions().dtype(at::kFloat));
-              a[k + "resid_rel_l2"] = at::tensor(x.resid_rel_l2, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
-              a[k + "resid_cos"] = at::tensor(x.resid_cos, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
-            }
-          }
-          toks += T;
-          return a;
-        },
-        [&] {
-          if (show) {
-            std::int64_t n = 0;
-            for (int q : my_runs) n += PartialStore(cfg.out, runs[q].rc.name).count_docs();
-            (void)n;
-            prog.update(store.count_docs(), toks * group.size());
-          }
-        });
+    run_buckets(store, p.docs, buckets, mine, true, flat_sizes(p, true),
+                [&](const PreparedDoc& d, GeometryAccumulator& g, MuAccumulator&) {
+                  const auto T = static_cast<std::int64_t>(d.ids.size());
+                  ObserveOptions o;
+                  o.sink = s;
+                  o.max_tokens_to_calc = rc.max_tokens_to_calc;
+                  o.max_tokens_to_show = rc.max_tokens_to_show;
+                  o.layers_to_show = rc.layers_to_show;
+                  o.basic = rc.step_basic;
+                  o.norms = rc.step_norms;
+                  o.values = rc.step_values;
+                  o.viz = rc.step_viz;
+                  o.geometry = rc.step_values;
+                  o.sketch = rc.geometry_sketch;
+                  Observer obs(*model, o, T);
+                  Hooks h;
+                  obs.install(h);
+                  SspOriginal original;  // the observation pass is also SSP's original pass
+                  if (rc.intervention) capture_original(h, original, p.spec.n_layers);
+                  model->forward(d.ids, h);
+                  DocArrays a = obs.finish();
+                  if (o.geometry) g = std::move(obs.geometry());
+                  if (rc.intervention) {
+                    auto res = ssp_measure(*model, d.ids, bias, modes, &original);
+                    for (const auto& [name, x] : res) {
+                      const std::string k = "ssp/" + name + "/";
+                      a[k + "nll_sum"] = at::tensor({x.nll_sum}, at::TensorOptions().dtype(at::kDouble));
+                      a[k + "n_scored"] = at::tensor({double(x.n)}, at::TensorOptions().dtype(at::kDouble));
+                      a[k + "kl"] = at::tensor({float(x.kl_mean)}, at::TensorOptions().dtype(at::kFloat));
+                      a[k + "resid_rel_l2"] = at::tensor(x.resid_rel_l2, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+                      a[k + "resid_cos"] = at::tensor(x.resid_cos, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+                    }
+                  }
+                  toks += T;
+                  return a;
+                },
+                [&] {
+                  if (show) {
+                    std::int64_t n = 0;
+                    for (int q : my_runs) n += PartialStore(cfg.out, runs[q].rc.name).count_docs();
+                    (void)n;
+                    prog.update(store.count_docs(), toks * group.size());
+                  }
+                });
     group.barrier();
   }
   world.barrier();
