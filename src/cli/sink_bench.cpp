@@ -348,9 +348,12 @@ int body(int argc, char** argv) {
            "                  [--steps basic,norms,values,viz] [--check-fused] [--count-ops] [--sync-debug]\n";
     return a.has("--help") ? 0 : kExitBadInput;
   }
-  const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency()));
+  const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency(), 1, 4096));
   at::set_num_threads(threads);
-  const int reps = static_cast<int>(a.get_int("--reps", 3));
+  const int reps = static_cast<int>(a.get_int("--reps", 3, 1, 1000000));
+  // Lengths before any weights load: each a real sequence (a forward of 0 tokens is no benchmark).
+  std::vector<int> lengths;
+  for (auto T : a.get_ints("--lengths", "512,2048", 1, 1 << 24)) lengths.push_back(static_cast<int>(T));
   LoadOptions opt;
   opt.dtype = a.get_or("--dtype", "float32");
   opt.device = a.get_or("--device", "cpu");
@@ -380,12 +383,6 @@ int body(int argc, char** argv) {
     return 2 * T * mm_params + 2.0 * L * H * dh * T * T;
   };
   const std::string py = a.get_or("--python", fs::exists(".venv/bin/python") ? ".venv/bin/python" : "python3");
-  std::vector<int> lengths;
-  {
-    std::stringstream ss(a.get_or("--lengths", "512,2048"));
-    std::string x;
-    while (std::getline(ss, x, ',')) lengths.push_back(std::stoi(x));
-  }
   std::printf(
       "sink-bench: %s (%s, %d layers, d=%d, %d heads, %.2fB params), %s on %s, %d threads (ours and HF), "
       "median of %d, passes interleaved\n",

@@ -54,6 +54,15 @@ std::unique_ptr<Tokenizer> tokenizer_for(const std::string& model_path) {
   return load_tokenizer(dir.string());
 }
 
+// The tokenizer file a model path uses, to name it in errors.
+std::string tokenizer_path_for(const std::string& model_path) {
+  if (fs::is_regular_file(model_path)) return model_path;
+  fs::path dir = fs::is_directory(model_path) ? fs::path(model_path) : fs::path(model_path).parent_path();
+  for (const char* n : {"tokenizer.json", "tokenizer.model"})
+    if (fs::exists(dir / n)) return (dir / n).string();
+  return dir.string();
+}
+
 void write_tensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& ts) {
   std::vector<at::Tensor> keep;
   std::vector<TensorToWrite> out;
@@ -75,14 +84,13 @@ int body(int argc, char** argv) {
     return a.has("--help") ? 0 : kExitBadInput;
   }
   if (a.has("--ids") == a.has("--prompt")) throw InputError("sink-lm", "give exactly one of --ids and --prompt");
-  const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency()));
-  if (threads < 1) throw InputError("--threads", "must be at least 1");
+  const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency(), 1, 4096));
   at::set_num_threads(threads);
 
   LoadOptions opt;
   opt.dtype = a.get_or("--dtype", "float32");
   opt.device = a.get_or("--device", "cpu");
-  opt.attn_chunk = a.get_int("--attn-chunk", 0);
+  opt.attn_chunk = a.get_int("--attn-chunk", 0, 0, std::int64_t(1) << 30);
   const std::string path = resolve_model_path(*a.get("--model"));
   auto model = load_model(path, opt);
   const auto& spec = model->spec();
@@ -92,13 +100,16 @@ int body(int argc, char** argv) {
   if (a.has("--prompt")) {
     tok = tokenizer_for(path);
     for (auto id : tok->encode(*a.get("--prompt"), /*add_special=*/true)) ids.push_back(id);
+    if (ids.empty()) throw InputError("--prompt", "gives no tokens (an empty prompt, and this tokenizer adds no BOS)");
   } else {
     ids = parse_ids(*a.get("--ids"));
   }
+  // Ids the tokenizer made are the tokenizer's (or the model's) fault, not --ids'.
+  const std::string blame = a.has("--prompt") ? tokenizer_path_for(path) : "--ids";
   for (auto id : ids)
     if (id >= spec.vocab)
-      throw InputError("--ids", "token id " + std::to_string(id) + " outside the vocabulary (" +
-                                    std::to_string(spec.vocab) + ")");
+      throw InputError(blame, "token id " + std::to_string(id) + " outside the model's vocabulary (" +
+                                  std::to_string(spec.vocab) + ", " + path + ")");
 
   c10::InferenceMode guard;
   if (a.has("--logits-out") || a.has("--dump")) {
@@ -141,8 +152,7 @@ int body(int argc, char** argv) {
   }
 
   if (a.has("--greedy")) {
-    const auto n = a.get_int("--greedy", 0);
-    if (n < 0) throw InputError("--greedy", "must be >= 0");
+    const auto n = a.get_int("--greedy", 0, 0, 1 << 24);
     if (!tok) tok = tokenizer_for(path);
     std::vector<std::int32_t> gen;
     auto seq = ids;

@@ -6,6 +6,7 @@
 
 #include "sink/cli/args.hpp"
 #include "sink/dist/comm.hpp"
+#include "sink/run/rank_errors.hpp"
 #include "sink/run/run.hpp"
 #include "sink/util/error.hpp"
 
@@ -47,11 +48,10 @@ int main(int argc, char** argv) {
         if (!(f.progress_seconds > 0)) throw InputError("--progress-seconds", "must be a positive number of seconds");
       } else if (a == "--threads") {
         if (i + 1 >= argc) throw InputError("--threads", "needs a number");
-        f.threads = std::atoi(argv[++i]);
+        f.threads = static_cast<int>(parse_int_flag("--threads", argv[++i], 1, 4096));
       } else if (a == "--bucket-size") {
         if (i + 1 >= argc) throw InputError("--bucket-size", "needs a number");
-        f.bucket_size = std::atoll(argv[++i]);
-        if (f.bucket_size < 1) throw InputError("--bucket-size", "must be at least 1");
+        f.bucket_size = parse_int_flag("--bucket-size", argv[++i], 1, std::int64_t(1) << 30);
       } else if (a == "--help" || a == "-h") {
         if (world.rank() == 0) std::fputs(kUsage, stdout);
         return 0;
@@ -65,6 +65,9 @@ int main(int argc, char** argv) {
     f.config_path = rest[0];
     rc = sink_run(f, world);
   } catch (const InputError& e) {
+    // One rank's own error after the split: the others may wait for it in a collective.
+    if (world.size() > 1 && in_rank_local_phase() && !e.on_every_rank())
+      end_job_from_this_rank("sink-run", e.what(), kExitBadInput);
     if (world.rank() == 0) std::fprintf(stderr, "sink-run: error: %s\n", e.what());
     rc = kExitBadInput;
   } catch (const ResourceError& e) {

@@ -16,6 +16,7 @@
 #include "sink/tok/tokenizer.hpp"
 #include "sink/tok/unicode.hpp"
 #include "sink/util/error.hpp"
+#include "sink/util/mapped_file.hpp"
 
 namespace {
 
@@ -104,6 +105,7 @@ int run(const Args& a) {
   std::istream* in = &std::cin;
   std::string where = "<stdin>";
   if (!a.jsonl.empty()) {
+    sink::check_regular_file(a.jsonl);  // /dev/zero has no lines: it would read forever, then print nothing
     file.open(a.jsonl, std::ios::binary);
     if (!file) throw sink::InputError(a.jsonl, "cannot open");
     in = &file;
@@ -166,7 +168,7 @@ int main(int argc, char** argv) {
   try {
     return run(parse_args(argc, argv));
   } catch (const sink::InputError& e) {
-    std::fprintf(stderr, "sink-tokenize: %s\n", e.what());
+    std::fprintf(stderr, "sink-tokenize: error: %s\n", e.what());
     return sink::kExitBadInput;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sink-tokenize: internal error: %s\n", e.what());

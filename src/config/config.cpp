@@ -33,6 +33,7 @@ constexpr std::size_t kMaxOverrideBytes = 1u << 20;
 constexpr std::size_t kMaxNodes = 1'000'000;  // counted with aliases expanded
 constexpr std::size_t kMaxExpandedBytes = 64u << 20;  // scalars, keys and key paths, aliases expanded
 constexpr int kMaxDepth = 64;
+constexpr std::size_t kMaxRunName = 200;  // + ".calibration" and temporary suffixes stay under NAME_MAX
 
 struct Entry;
 
@@ -261,6 +262,7 @@ class Loader {
     auto st = fs::status(file_, ec);
     if (!fs::exists(st)) fail_file("no such file");
     if (fs::is_directory(st)) fail_file("is a folder, expected a YAML file");
+    if (!fs::is_regular_file(st)) fail_file("is not a regular file (a pipe or a device); give a file");
     std::ifstream f(file_, std::ios::binary);
     if (!f) fail_file("cannot open");
     std::string text(kMaxConfigBytes + 1, '\0');
@@ -424,6 +426,8 @@ class Loader {
     auto st = fs::status(p, ec);
     if (!fs::exists(st)) fail(n, "no such file '" + p + "'");
     if (fs::is_directory(st)) fail(n, "'" + p + "' is a folder, expected a file");
+    // A FIFO would block the run, /dev/zero never end; a pipe read twice hashes nothing.
+    if (!fs::is_regular_file(st)) fail(n, "'" + p + "' is not a regular file (a pipe or a device); give a file");
     if (!std::ifstream(p, std::ios::binary)) fail(n, "cannot read '" + p + "'");
     return p;
   }
@@ -479,10 +483,15 @@ class Loader {
                   return std::isalnum(c) || c == '_' || c == '.' || c == '-';
                 });
       if (!ok) fail(*n, "expected a name of letters, digits, '_', '.' and '-', got '" + rc.name + "'");
+      // It names folders (OUT/.partial/NAME.calibration): within a file name's 255 bytes.
+      if (rc.name.size() > kMaxRunName)
+        fail(*n, "a name of at most " + std::to_string(kMaxRunName) + " characters expected, got " +
+                     std::to_string(rc.name.size()));
     } else {
       rc.name = name_from_model(rc.model);
       if (rc.name.empty() || rc.name == "." || rc.name == "..")
         fail_key(join(where, "name"), "cannot derive a name from model '" + rc.model + "'; set name");
+      if (rc.name.size() > kMaxRunName) rc.name.resize(kMaxRunName);
     }
     if (auto* n = m.find("eval_field")) {
       rc.eval_field = as_string(*n);

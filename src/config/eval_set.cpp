@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "sink/util/error.hpp"
+#include "sink/util/mapped_file.hpp"
 
 namespace sink {
 
@@ -43,15 +44,24 @@ std::size_t utf8_error_offset(std::string_view s) {
   return std::string_view::npos;
 }
 
-std::vector<EvalDoc> read_eval_jsonl(const std::string& path, const std::string& field,
-                                     std::int64_t max_docs) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path, "cannot open");
+std::vector<EvalDoc> read_eval_jsonl(const std::string& path, const std::string& field, std::int64_t max_docs) {
+  return read_eval_jsonl(path, field, max_docs, nullptr);
+}
+
+std::vector<EvalDoc> read_eval_jsonl(const std::string& path, const std::string& field, std::int64_t max_docs,
+                                     std::string* sha256) {
+  // Read once, whole, from a regular file: the documents and the hash come from the same
+  // bytes (a pipe read twice would hash nothing), and a FIFO or /dev/zero is refused.
+  const std::string bytes = read_regular_file(path, kMaxEvalBytes);
+  if (sha256) *sha256 = sha256_hex(bytes.data(), bytes.size());
   std::vector<EvalDoc> docs;
   std::unordered_map<std::string, std::size_t> seen;  // id -> line
   std::string line;
-  std::size_t lineno = 0;
-  while ((max_docs <= 0 || static_cast<std::int64_t>(docs.size()) < max_docs) && std::getline(in, line)) {
+  std::size_t lineno = 0, pos = 0;
+  while ((max_docs <= 0 || static_cast<std::int64_t>(docs.size()) < max_docs) && pos < bytes.size()) {
+    const auto nl = bytes.find('\n', pos);
+    line.assign(bytes, pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? bytes.size() : nl + 1;
     ++lineno;
     const std::string at = path + ":" + std::to_string(lineno);
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -87,7 +97,6 @@ std::vector<EvalDoc> read_eval_jsonl(const std::string& path, const std::string&
       throw InputError(at, "duplicate id '" + d.id + "' (first on line " + std::to_string(it->second) + ")");
     docs.push_back(std::move(d));
   }
-  if (in.bad()) throw InputError(path, "read error");
   if (docs.empty()) throw InputError(path, "no documents");
   return docs;
 }

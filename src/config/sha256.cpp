@@ -10,6 +10,7 @@
 
 #include "sink/config/eval_set.hpp"
 #include "sink/util/error.hpp"
+#include "sink/util/mapped_file.hpp"
 
 namespace sink {
 namespace {
@@ -95,6 +96,7 @@ std::string sha256_hex(const void* data, std::size_t n) {
 }
 
 std::string sha256_file(const std::string& path) {
+  check_regular_file(path);  // a pipe would hash what is left of it, /dev/zero never end
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(path, "cannot open");
   Sha256 s;

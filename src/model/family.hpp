@@ -42,6 +42,8 @@ void read_common(const Cfg& c, ModelSpec& s);  // sizes, heads, head_dim, vocab,
 RopeSpec read_rope(const Cfg& c, double default_theta);
 void read_layer_types(const Cfg& c, ModelSpec& s, int window);
 void check_activation(const Cfg& c, const std::string& key, const std::string& want);
+// Every number of a finished spec in its range (finite, positive where it must be, ...).
+void check_ranges(const Cfg& c, const ModelSpec& s);
 
 // Takes one tensor by HF name: checks presence, shape and finiteness, converts
 // to the compute dtype and device.

@@ -61,13 +61,14 @@ int Cfg::pos(const std::string& k) const {
 }
 std::optional<int> Cfg::token_id(const std::string& k) const {
   if (!has(k)) return std::nullopt;
-  if (j[k].is_array()) {  // eos_token_id may be a list; the first is the canonical one
-    if (j[k].empty()) return std::nullopt;
-    if (!j[k][0].is_number_integer()) throw err(k, "expected a token id");
-    return j[k][0].get<int>();
-  }
-  if (!j[k].is_number_integer()) throw err(k, "expected a token id");
-  return j[k].get<int>();
+  const json& v = j[k].is_array() ? (j[k].empty() ? j[k] : j[k][0]) : j[k];  // eos_token_id may be a list: the first
+  if (j[k].is_array() && j[k].empty()) return std::nullopt;
+  if (!v.is_number_integer()) throw err(k, "expected a token id");
+  // Read wide, then range-checked: get<int> would wrap 2^32 + 1 to 1.
+  const auto id =
+      v.is_number_unsigned() && v.get<std::uint64_t>() > (std::uint64_t(1) << 62) ? -1 : v.get<std::int64_t>();
+  if (id < 0 || id >= (std::int64_t(1) << 24)) throw err(k, "token id " + v.dump() + " is out of range");
+  return static_cast<int>(id);
 }
 
 RopeSpec read_rope(const Cfg& c, double default_theta) {
@@ -172,6 +173,53 @@ void read_layer_types(const Cfg& c, ModelSpec& s, int window) {
   }
 }
 
+// The one range check of a spec's numbers, whichever file (config.json, GGUF metadata)
+// and family they came from: what the forward pass divides by, takes roots or logs of,
+// or indexes with. Each failure names the config key.
+void check_ranges(const Cfg& c, const ModelSpec& s) {
+  auto finite_pos = [&](double v, const std::string& key) {
+    if (!std::isfinite(v) || !(v > 0)) throw c.err(key, "must be a positive finite number, got " + std::to_string(v));
+  };
+  auto finite_nonneg = [&](double v, const std::string& key) {
+    if (!std::isfinite(v) || v < 0) throw c.err(key, "must be a finite number >= 0, got " + std::to_string(v));
+  };
+  finite_pos(s.norm_eps, s.family == Family::GPTNeoX ? "layer_norm_eps" : "rms_norm_eps");
+  if (s.max_positions < 1 || s.max_positions > (std::int64_t(1) << 40))
+    throw c.err("max_position_embeddings", "must be a positive integer, got " + std::to_string(s.max_positions));
+  for (const RopeSpec* r : {&s.rope, s.rope_sliding ? &*s.rope_sliding : nullptr}) {
+    if (!r) continue;
+    finite_pos(r->theta, "rope_theta");
+    finite_pos(r->factor, "rope_scaling.factor");
+    if (r->type == "llama3") {
+      finite_pos(r->low_freq_factor, "rope_scaling.low_freq_factor");
+      finite_pos(r->high_freq_factor, "rope_scaling.high_freq_factor");
+      if (!(r->high_freq_factor > r->low_freq_factor))  // HF divides by their difference
+        throw c.err("rope_scaling.high_freq_factor", "must exceed low_freq_factor");
+      if (r->original_max_positions < 1)
+        throw c.err("rope_scaling.original_max_position_embeddings", "must be positive");
+    }
+    if (r->type == "yarn") {
+      finite_pos(r->beta_fast, "rope_scaling.beta_fast");
+      finite_pos(r->beta_slow, "rope_scaling.beta_slow");
+      if (r->attention_factor) finite_pos(*r->attention_factor, "rope_scaling.attention_factor");
+      if (r->mscale) finite_nonneg(*r->mscale, "rope_scaling.mscale");
+      if (r->mscale_all_dim) finite_nonneg(*r->mscale_all_dim, "rope_scaling.mscale_all_dim");
+    }
+  }
+  finite_pos(s.attn_scale, "query_pre_attn_scalar");
+  finite_nonneg(s.attn_softcap, "attn_logit_softcapping");
+  finite_nonneg(s.final_softcap, "final_logit_softcapping");
+  if (s.family == Family::GPTOSS) finite_pos(s.swiglu_limit, "swiglu_limit");
+  if (static_cast<int>(s.sliding_window.size()) != s.n_layers)
+    throw c.err("sliding_window", "one window per layer expected");
+  for (int w : s.sliding_window)
+    if (w < 0) throw c.err("sliding_window", "must be at least 1, got " + std::to_string(w));
+  if (s.n_kv_heads < 1 || s.n_heads % s.n_kv_heads != 0)
+    throw c.err("num_key_value_heads", "must divide num_attention_heads");
+  if (s.n_experts > 0 && (s.top_k < 1 || s.top_k > s.n_experts))
+    throw c.err("num_experts_per_tok", "must be in [1, num_local_experts]");
+}
+
 void check_activation(const Cfg& c, const std::string& key, const std::string& want) {
   const auto act = c.s(key, want);
   if (act != want) throw c.err(key, "unsupported activation '" + act + "' (this family uses '" + want + "')");
@@ -213,6 +261,7 @@ ModelSpec spec_from_hf_config_text(const std::string& text, const std::string& s
   }
   finish_rope(c, s);
   if (s.attn_scale == 0.0) s.attn_scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));
+  check_ranges(c, s);
   return s;
 }
 

@@ -2,8 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "sink/io/gguf.hpp"
 #include "sink/io/safetensors.hpp"
@@ -120,8 +122,21 @@ std::unique_ptr<WeightSource> open_safetensors_source(const std::string& dir) {
 GGUFModel open_gguf_model(const std::string& path) {
   auto f = std::make_shared<GGUFFile>(path);
   const std::string arch = f->get_string("general.architecture");
-  if (arch != "llama")
-    throw InputError(path, "GGUF architecture '" + arch + "' is not supported (supported: llama)");
+  if (arch != "llama") throw InputError(path, "GGUF architecture '" + arch + "' is not supported (supported: llama)");
+  // Every number taken from the metadata is range-checked here, under its GGUF key: NaN
+  // would become JSON null (read as "absent", so a default) in the config built below.
+  auto pos_float = [&](const std::string& k, std::optional<double> def) {
+    const double v = def && !f->has(k) ? *def : f->get_float(k);
+    if (!std::isfinite(v) || !(v > 0))
+      throw InputError(path, "key '" + k + "': must be a positive finite number, got " + std::to_string(v));
+    return v;
+  };
+  auto pos_int = [&](const std::string& k, std::optional<std::int64_t> def) {
+    const std::int64_t v = def && !f->has(k) ? *def : f->get_int(k);
+    if (v < 1 || v > (std::int64_t(1) << 40))
+      throw InputError(path, "key '" + k + "': must be a positive integer, got " + std::to_string(v));
+    return v;
+  };
   // Build the equivalent HF config.json, so one config reader serves both formats.
   nlohmann::json c;
   c["model_type"] = "llama";
@@ -130,11 +145,12 @@ GGUFModel open_gguf_model(const std::string& path) {
   c["hidden_size"] = f->get_int(arch + ".embedding_length");
   c["intermediate_size"] = f->get_int(arch + ".feed_forward_length");
   c["num_attention_heads"] = f->get_int(arch + ".attention.head_count");
-  c["num_key_value_heads"] = f->get_int_or(arch + ".attention.head_count_kv", c["num_attention_heads"].get<std::int64_t>());
-  c["rms_norm_eps"] = f->get_float(arch + ".attention.layer_norm_rms_epsilon");
-  c["rope_theta"] = f->get_float_or(arch + ".rope.freq_base", 10000.0);
-  c["max_position_embeddings"] = f->get_int_or(arch + ".context_length", 2048);
-  if (f->has(arch + ".attention.key_length")) c["head_dim"] = f->get_int(arch + ".attention.key_length");
+  c["num_key_value_heads"] =
+      f->get_int_or(arch + ".attention.head_count_kv", c["num_attention_heads"].get<std::int64_t>());
+  c["rms_norm_eps"] = pos_float(arch + ".attention.layer_norm_rms_epsilon", std::nullopt);
+  c["rope_theta"] = pos_float(arch + ".rope.freq_base", 10000.0);
+  c["max_position_embeddings"] = pos_int(arch + ".context_length", 2048);
+  if (f->has(arch + ".attention.key_length")) c["head_dim"] = pos_int(arch + ".attention.key_length", std::nullopt);
   std::int64_t vocab = f->get_int_or(arch + ".vocab_size", 0);
   if (vocab == 0 && f->has("tokenizer.ggml.tokens")) vocab = static_cast<std::int64_t>(f->get_string_array("tokenizer.ggml.tokens").size());
   if (vocab == 0) {

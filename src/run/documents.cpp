@@ -1,6 +1,5 @@
 #include "sink/run/documents.hpp"
 
-
 #include <algorithm>
 #include <memory>
 #include <filesystem>
@@ -76,6 +75,17 @@ std::vector<PreparedDoc> prepare_documents(const std::vector<EvalDoc>& docs, con
               " documents truncated to max_total_tokens = " + std::to_string(rc.max_total_tokens));
   (void)cfg;
   return out;
+}
+
+void check_token_ids(const std::vector<PreparedDoc>& docs, std::int64_t vocab, const std::string& tokenizer,
+                     const std::string& eval, const std::string& model) {
+  for (const auto& d : docs)
+    for (std::size_t i = 0; i < d.ids.size(); ++i)
+      if (d.ids[i] < 0 || d.ids[i] >= vocab)
+        throw InputError(tokenizer.empty() ? model : tokenizer,
+                         "token id " + std::to_string(d.ids[i]) + " (position " + std::to_string(i) + " of document '" +
+                             d.id + "' of " + eval + ") is outside the model's vocabulary of " + std::to_string(vocab) +
+                             " (" + model + "): tokenizer and model do not match");
 }
 
 std::vector<Bucket> make_buckets(const std::vector<PreparedDoc>& docs, std::int64_t size) {

@@ -1,7 +1,9 @@
 #include "sink/run/partial.hpp"
 
 #include <ATen/ATen.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -30,11 +32,21 @@ DType to_dtype(at::ScalarType t) {
   }
 }
 
+// What every document of a run holds, as JSON: {name: [dtype, [shape...]]}. Every
+// document's arrays have the same names, dtypes and shapes (results.h5 stacks them).
+nlohmann::json schema_of(const std::vector<TensorToWrite>& ts) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& t : ts) j[t.name] = {std::string(dtype_name(t.dtype)), t.shape};
+  return j;
+}
+
 }  // namespace
 
 PartialStore::PartialStore(const std::string& out, const std::string& run, const std::string& phase)
     : dir_((fs::path(out) / ".partial" / (phase.empty() ? run : run + "." + phase)).string()) {
-  fs::create_directories(dir_);
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw_file_error(dir_, "creating the folder", ec.value());  // a name too long is the input's
 }
 
 void PartialStore::write_doc(std::int64_t index, const DocArrays& a) const {
@@ -45,10 +57,59 @@ void PartialStore::write_doc(std::int64_t index, const DocArrays& a) const {
     ts.push_back({name, to_dtype(keep.back().scalar_type()), keep.back().sizes().vec(), keep.back().data_ptr()});
   }
   write_safetensors((fs::path(dir_) / ("doc_" + std::to_string(index) + ".safetensors")).string(), ts);
+  // The first document written records the schema the others are checked against when read
+  // back. Ranks may race here: each writes its own temporary and renames (identical contents).
+  const fs::path schema = fs::path(dir_) / "schema.json";
+  if (!fs::exists(schema)) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    const fs::path mine = schema.string() + "." + host + "." + std::to_string(::getpid());
+    atomic_write(mine, schema_of(ts).dump());
+    if (::rename(mine.c_str(), schema.c_str()) != 0) throw_file_error(schema.string(), "rename failed", errno);
+  }
+}
+
+std::string PartialStore::doc_mismatch(std::int64_t index) const {
+  const std::string path = (fs::path(dir_) / ("doc_" + std::to_string(index) + ".safetensors")).string();
+  const fs::path schema = fs::path(dir_) / "schema.json";
+  if (!fs::exists(path)) return "missing";
+  nlohmann::json want;
+  if (fs::exists(schema)) {
+    try {
+      want = nlohmann::json::parse(read_text_file(schema.string()));
+    } catch (const nlohmann::json::exception&) {
+      throw InputError(schema.string(), "corrupt (not JSON); remove OUT/.partial and rerun");
+    }
+  }
+  try {
+    SafetensorsFile f(path);
+    nlohmann::json have = nlohmann::json::object();
+    for (const auto& t : f.tensors()) have[t.name] = {std::string(dtype_name(t.dtype)), t.shape};
+    if (!want.is_null() && have != want) {
+      for (const auto& [k, v] : want.items())
+        if (!have.contains(k))
+          return "no tensor '" + k + "'";
+        else if (have[k] != v)
+          return "tensor '" + k + "' is " + have[k].dump() + ", expected " + v.dump();
+      return "tensors that a document of this run does not have";
+    }
+  } catch (const InputError& e) {
+    return first_line(e.what());
+  }
+  return "";
+}
+
+std::string PartialStore::check_doc(std::int64_t index) const {
+  const std::string path = (fs::path(dir_) / ("doc_" + std::to_string(index) + ".safetensors")).string();
+  if (auto why = doc_mismatch(index); !why.empty())
+    throw InputError(path, "partial result does not match this run's documents (" + why +
+                               "); remove its bucket's checkpoint (bucket_*.ckpt), then --resume to recompute");
+  return path;
 }
 
 DocArrays PartialStore::read_doc(std::int64_t index) const {
-  SafetensorsFile f((fs::path(dir_) / ("doc_" + std::to_string(index) + ".safetensors")).string());
+  // Never read a torn or foreign file into the results: checked against the run's schema.
+  SafetensorsFile f(check_doc(index));
   DocArrays out;
   for (const auto& t : f.tensors()) {
     at::ScalarType st;
@@ -91,6 +152,49 @@ std::optional<BucketState> PartialStore::read_bucket(std::int64_t b) const {
   std::memcpy(s.geometry.data(), f.data() + 32, 8 * h[1]);
   std::memcpy(s.mu.data(), f.data() + 32 + 8 * h[1], 8 * h[2]);
   return s;
+}
+
+namespace {
+void check_bucket_header(const std::string& p, std::uint64_t done, std::uint64_t n_geometry, std::uint64_t n_mu,
+                         std::int64_t count, std::size_t geometry_size, std::size_t mu_size) {
+  auto bad = [&](const std::string& why) {
+    return InputError(p, "corrupt checkpoint: " + why + "; remove it and --resume to recompute its bucket");
+  };
+  // A count past the bucket would read documents twice (or before the first); none is never written.
+  if (done < 1 || done > static_cast<std::uint64_t>(count))
+    throw bad("it counts " + std::to_string(done) + " documents done, the bucket has " + std::to_string(count));
+  if (n_geometry != geometry_size)
+    throw bad("geometry sums of " + std::to_string(n_geometry) + " values, this run's have " +
+              std::to_string(geometry_size));
+  if (n_mu != mu_size)
+    throw bad("mu sums of " + std::to_string(n_mu) + " values, this run's have " + std::to_string(mu_size));
+}
+}  // namespace
+
+std::optional<BucketState> PartialStore::read_bucket(std::int64_t b, std::int64_t count, std::size_t geometry_size,
+                                                     std::size_t mu_size) const {
+  auto s = read_bucket(b);
+  if (!s) return s;
+  check_bucket_header((fs::path(dir_) / ("bucket_" + std::to_string(b) + ".ckpt")).string(),
+                      static_cast<std::uint64_t>(s->done), s->geometry.size(), s->mu.size(), count, geometry_size,
+                      mu_size);
+  return s;
+}
+
+std::int64_t PartialStore::check_bucket(std::int64_t b, std::int64_t count, std::size_t geometry_size,
+                                        std::size_t mu_size) const {
+  const fs::path p = fs::path(dir_) / ("bucket_" + std::to_string(b) + ".ckpt");
+  if (!fs::exists(p)) return 0;
+  MappedFile f(p.string());  // mapped: only the header's pages are read
+  if (f.size() < 32 || std::memcmp(f.data(), kBucketMagic, 8) != 0)
+    throw InputError(p.string(), "corrupt checkpoint: bad header; remove it and --resume to recompute its bucket");
+  std::uint64_t h[3];
+  std::memcpy(h, f.data() + 8, 24);
+  if (h[1] > f.size() / 8 || h[2] > f.size() / 8 || 32 + 8 * (h[1] + h[2]) != f.size())
+    throw InputError(p.string(),
+                     "corrupt checkpoint: sizes do not match; remove it and --resume to recompute its bucket");
+  check_bucket_header(p.string(), h[0], h[1], h[2], count, geometry_size, mu_size);
+  return static_cast<std::int64_t>(h[0]);
 }
 
 std::int64_t PartialStore::count_docs() const {

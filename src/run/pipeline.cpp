@@ -27,7 +27,9 @@
 #include "sink/model/weight_source.hpp"
 #include "sink/run/device.hpp"
 #include "sink/run/documents.hpp"
+#include "sink/run/out_lock.hpp"
 #include "sink/run/partial.hpp"
+#include "sink/run/rank_errors.hpp"
 #include "sink/run/results.hpp"
 #include "sink/run/run.hpp"
 #include "sink/ssp/ssp.hpp"
@@ -191,6 +193,8 @@ std::optional<RegistryEntry> registry_lookup(const std::string& model) {
   return std::nullopt;
 }
 
+std::map<std::string, at::Tensor> load_mu(const std::string& path, const PreparedRun& p);
+
 PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   PreparedRun p;
   p.rc = rc;
@@ -223,10 +227,11 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
                                      std::to_string(L) + " layers)");
   p.tok = stand_in ? load_tokenizer(stand_in->tokenizer) : tokenizer_for_model(p.model_path);
   p.policy = resolve_sink_policy(rc.sink_policy, *p.tok, p.spec, cfg.path);
-  auto eval = read_eval_jsonl(rc.eval_jsonl, rc.eval_field, rc.max_docs);
+  auto eval = read_eval_jsonl(rc.eval_jsonl, rc.eval_field, rc.max_docs, &p.hashes["eval_sha256"]);
   if (eval.empty()) throw InputError(rc.eval_jsonl, "no documents");
   p.docs = prepare_documents(eval, *p.tok, p.policy, rc, cfg.path);
-  p.hashes["eval_sha256"] = sha256_file(rc.eval_jsonl);
+  const std::string tok_file = stand_in ? stand_in->tokenizer : tokenizer_file(p.model_path);
+  check_token_ids(p.docs, p.spec.vocab, tok_file, rc.eval_jsonl, p.model_path);
   const auto tf = tokenizer_file(p.model_path);
   if (!tf.empty()) p.hashes["tokenizer_sha256"] = sha256_file(tf);
   if (p.random_weights) {  // the weights are the config and the seed
@@ -242,7 +247,8 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
         throw InputError(cfg.path, "key 'intervention.layers': layer " + std::to_string(l) + " out of range (model has " +
                                        std::to_string(L) + " layers)");
     if (iv.mu_from.empty() && !iv.calibration_jsonl.empty()) {
-      auto calib = read_eval_jsonl(iv.calibration_jsonl, rc.eval_field, iv.calibration_docs);
+      std::string calib_sha;
+      auto calib = read_eval_jsonl(iv.calibration_jsonl, rc.eval_field, iv.calibration_docs, &calib_sha);
       if (calib.empty()) throw InputError(iv.calibration_jsonl, "no calibration documents");
       // Calibration documents are never evaluated: no shared id, no shared text.
       std::set<std::string> ids, texts;
@@ -253,9 +259,12 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
         p.calib_ids.push_back(d.id);
       }
       p.calib = prepare_documents(calib, *p.tok, p.policy, rc, cfg.path);
-      p.hashes["calibration_sha256"] = sha256_file(iv.calibration_jsonl);
+      check_token_ids(p.calib, p.spec.vocab, tok_file, iv.calibration_jsonl, p.model_path);
+      p.hashes["calibration_sha256"] = calib_sha;
     }
   }
+  // μ from an earlier results.h5 is checked here, on every rank alike, before the ranks split.
+  if (rc.intervention && !rc.intervention->mu_from.empty() && !stand_in) (void)load_mu(rc.intervention->mu_from, p);
   std::int64_t tokens = 0;
   for (const auto& d : p.docs) tokens += static_cast<std::int64_t>(d.ids.size());
   p.cost = double(tokens) * double(p.spec.n_layers) * double(p.spec.d_model) * double(p.spec.d_model);
@@ -274,24 +283,59 @@ std::map<std::string, at::Tensor> load_mu(const std::string& path, const Prepare
   const auto L = p.spec.n_layers, H = p.spec.n_heads, d = p.spec.d_model;
   for (auto [name, shape] : std::vector<std::pair<std::string, std::vector<std::int64_t>>>{
            {"mu", {L, d}}, {"mu_head", {L, H, d}}, {"alpha_bar", {L, H}}}) {
-    auto ds = f.open(g + "/ssp/" + name);
-    if (ds.dims() != shape) throw InputError(path, "'" + g + "/ssp/" + name + "' has the wrong shape for this model");
+    const std::string key = g + "/ssp/" + name;
+    if (!f.exists(key)) throw InputError(path, "no '" + key + "' in this file (intervention.mu_from)");
+    auto ds = f.open(key);
+    if (ds.dims() != shape) throw InputError(path, "'" + key + "' has the wrong shape for this model");
+    // The dtype too, not only the shape: a string dataset read into doubles overruns the buffer.
+    if (ds.type() != h5::Type::F64) throw InputError(path, "'" + key + "' is not float64 (intervention.mu_from)");
     auto t = at::empty(shape, at::TensorOptions().dtype(at::kDouble));
-    ds.read_all(t.data_ptr());
+    ds.read_all_as(h5::Type::F64, t.data_ptr());
+    if (!at::isfinite(t).all().item<bool>())
+      throw InputError(path, "'" + key + "' holds NaN or Inf (intervention.mu_from)");
     out[name] = t;
   }
   return out;
+}
+
+// The sizes of a bucket checkpoint's sums (geometry, μ) in the observation pass or the
+// calibration pass: what read_bucket checks a checkpoint against.
+std::pair<std::size_t, std::size_t> flat_sizes(const PreparedRun& p, bool observation) {
+  if (!observation) return {0, MuAccumulator(p.spec.n_layers, p.spec.n_heads, p.spec.d_model).to_flat().size()};
+  if (!p.rc.step_values) return {0, 0};
+  return {GeometryAccumulator(p.spec.n_layers, p.spec.d_model, p.rc.geometry_sketch).flat_size(), 0};
+}
+
+// --resume: every bucket checkpoint's header against what the bucket must hold, before
+// the ranks split (a corrupt one found later would be one rank's error).
+void check_checkpoints(const std::string& out, const std::vector<PreparedRun>& runs, std::int64_t bucket_size) {
+  for (const auto& p : runs) {
+    const auto obs = flat_sizes(p, true);
+    PartialStore store(out, p.rc.name);
+    const auto buckets = make_buckets(p.docs, bucket_size);
+    for (std::size_t b = 0; b < buckets.size(); ++b) {
+      const auto done = store.check_bucket(static_cast<std::int64_t>(b), buckets[b].count, obs.first, obs.second);
+      // The documents it counts must be there, whole and of the run's schema (their sums are in it).
+      for (std::int64_t j = buckets[b].first; j < buckets[b].first + done; ++j) (void)store.check_doc(j);
+    }
+    if (p.calib.empty()) continue;
+    const auto cal = flat_sizes(p, false);
+    PartialStore cstore(out, p.rc.name, "calibration");
+    const auto cb = make_buckets(p.calib, bucket_size);
+    for (std::size_t b = 0; b < cb.size(); ++b)
+      cstore.check_bucket(static_cast<std::int64_t>(b), cb[b].count, cal.first, cal.second);
+  }
 }
 
 // One phase over buckets of documents on this rank: `fn` computes a document and
 // returns its arrays; the bucket state is checkpointed after every document.
 template <class Fn>
 void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs, const std::vector<Bucket>& buckets,
-                 const std::vector<std::int64_t>& mine, bool write_docs, Fn&& fn, const std::function<void()>& tick) {
+                 const std::vector<std::int64_t>& mine, bool write_docs, std::pair<std::size_t, std::size_t> flat,
+                 Fn&& fn, const std::function<void()>& tick) {
   for (auto b : mine) {
     const Bucket& bk = buckets[b];
-    BucketState st = store.read_bucket(b).value_or(BucketState{});
-    if (st.done > bk.count) throw InputError(store.dir(), "checkpoint of bucket " + std::to_string(b) + " is inconsistent");
+    BucketState st = store.read_bucket(b, bk.count, flat.first, flat.second).value_or(BucketState{});
     GeometryAccumulator geom;
     MuAccumulator mu;
     bool have = st.done > 0;
@@ -384,9 +428,12 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   for (const auto& p : runs) {
     run_docs[p.rc.name] = static_cast<std::int64_t>(p.docs.size());
     run_inputs[p.rc.name] = p.hashes;
+    // Checkpoints count documents of buckets of this size: another size on --resume is another input.
+    run_inputs[p.rc.name]["bucket_size"] = std::to_string(flags.bucket_size);
   }
   on_root_checked(world, [&] {
     fs::create_directories(cfg.out);
+    lock_output_folder(cfg.out);  // before anything there is touched: a second run must not wipe the first's
     struct statvfs v {};
     if (::statvfs(cfg.out.c_str(), &v) == 0 && (v.f_flag & ST_RDONLY))
       throw ResourceError(cfg.out, "read-only file system; nothing can be written there");
@@ -398,6 +445,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     if (!ec && fs::exists(st) && (st.permissions() & any_write) == fs::perms::none)
       throw ResourceError(results.string(), "is read-only; refusing to replace it (make it writable, or set another out:)");
     prepare_partial_dir(cfg.out, cfg_sha, run_docs, flags.resume, run_inputs);
+    if (flags.resume) check_checkpoints(cfg.out, runs, flags.bucket_size);  // here, once: not on one rank later
     fs::remove(results.string() + ".writing", ec);  // left by a run killed while writing; never a result
   });
   world.barrier();
@@ -425,6 +473,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   }
   const int color = color_of_rank[world.rank()];
   dist::Comm group = world.split(color, world.rank());
+  set_rank_local_phase(true);  // from here an error may be one rank's own (rank_errors.hpp)
   std::vector<int> my_runs;
   for (int r = 0; r < R; ++r)
     if (world.size() < R || R == 1 ? true : r == color) my_runs.push_back(r);
@@ -441,33 +490,39 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     const auto& rc = p.rc;
     LoadOptions lo;
     lo.dtype = rc.dtype;
-    const at::Device dev(devices[r][world.rank()].device);
-    lo.device = dev.str();
-    log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
-              std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
-    auto model = p.random_weights ? random_model((fs::path(p.model_path) / "config.json").string(), lo)
-                                  : load_model(p.model_path, lo);
+    std::unique_ptr<Model> model;
+    std::map<std::string, at::Tensor> mu;
+    // Every rank of the group loads the same files: agreed on, so one line is printed, once.
+    agree_on_errors(group, world, "sink-run", [&] {
+      const at::Device dev(devices[r][world.rank()].device);
+      lo.device = dev.str();
+      log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
+                std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
+      model = p.random_weights ? random_model((fs::path(p.model_path) / "config.json").string(), lo)
+                               : load_model(p.model_path, lo);
+      if (rc.intervention && !rc.intervention->mu_from.empty()) mu = load_mu(rc.intervention->mu_from, p);
+    });
     c10::InferenceMode guard;
     const std::int64_t s = p.policy.position;
 
     // ---- μ: from a previous run, or fitted on the calibration documents
-    std::map<std::string, at::Tensor> mu;
     std::vector<SspMode> modes;
     if (rc.intervention) {
       for (const auto& m : rc.intervention->modes) modes.push_back(parse_ssp_mode(m));
       if (!rc.intervention->mu_from.empty()) {
-        mu = load_mu(rc.intervention->mu_from, p);
+        // read above
       } else if (p.calib.empty()) {  // `zero` alone needs no μ
         mu = MuAccumulator(p.spec.n_layers, p.spec.n_heads, p.spec.d_model).result();
       } else {
         PartialStore cstore(cfg.out, rc.name, "calibration");
         auto cb = make_buckets(p.calib, flags.bucket_size);
         auto mine = assign_buckets(cb, group.rank(), group.size());
+        const auto calib_flat = flat_sizes(p, false);
         Progress prog(rc.name + " calibration", static_cast<std::int64_t>(p.calib.size()), show,
                       flags.progress_seconds);
         std::int64_t done = 0, toks = 0;
         run_buckets(
-            cstore, p.calib, cb, mine, false,
+            cstore, p.calib, cb, mine, false, calib_flat,
             [&](const PreparedDoc& d, GeometryAccumulator&, MuAccumulator& m) {
               m = observe_mu(*model, d.ids, s);
               toks += static_cast<std::int64_t>(d.ids.size());
@@ -477,7 +532,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
         group.barrier();
         MuAccumulator all;
         for (std::size_t b = 0; b < cb.size(); ++b) {
-          auto st = cstore.read_bucket(static_cast<std::int64_t>(b));
+          auto st = cstore.read_bucket(static_cast<std::int64_t>(b), cb[b].count, calib_flat.first, calib_flat.second);
           if (!st || st->done != cb[b].count) throw std::runtime_error("calibration bucket missing after barrier");
           MuAccumulator m(p.spec.n_layers, p.spec.n_heads, p.spec.d_model);
           m.from_flat(st->mu);
@@ -502,7 +557,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     auto mine = assign_buckets(buckets, group.rank(), group.size());
     Progress prog(rc.name, static_cast<std::int64_t>(p.docs.size()), show, flags.progress_seconds);
     std::int64_t toks = 0;
-    run_buckets(store, p.docs, buckets, mine, true,
+    run_buckets(store, p.docs, buckets, mine, true, flat_sizes(p, true),
                 [&](const PreparedDoc& d, GeometryAccumulator& g, MuAccumulator&) {
                   const auto T = static_cast<std::int64_t>(d.ids.size());
                   ObserveOptions o;
@@ -549,6 +604,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     group.barrier();
   }
   world.barrier();
+  set_rank_local_phase(false);  // what follows every rank does alike
 
   // ---- every rank assembles every run's outcome from the partial results (identical everywhere)
   for (int r = 0; r < R; ++r) {
@@ -570,8 +626,9 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     if (p.rc.intervention) o.modes = p.rc.intervention->modes;
     PartialStore store(cfg.out, p.rc.name);
     auto buckets = make_buckets(p.docs, flags.bucket_size);
+    const auto obs_flat = flat_sizes(p, true);
     for (std::size_t b = 0; b < buckets.size(); ++b) {
-      auto st = store.read_bucket(static_cast<std::int64_t>(b));
+      auto st = store.read_bucket(static_cast<std::int64_t>(b), buckets[b].count, obs_flat.first, obs_flat.second);
       if (!st || st->done != buckets[b].count)
         throw std::runtime_error(p.rc.name + ": bucket " + std::to_string(b) + " is not complete after the barrier");
       if (!st->geometry.empty()) {
@@ -588,10 +645,14 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
       } else {
         PartialStore cstore(cfg.out, p.rc.name, "calibration");
         auto cb = make_buckets(p.calib, flags.bucket_size);
+        const auto calib_flat = flat_sizes(p, false);
         MuAccumulator all;
         for (std::size_t b = 0; b < cb.size(); ++b) {
           MuAccumulator m(p.spec.n_layers, p.spec.n_heads, p.spec.d_model);
-          m.from_flat(cstore.read_bucket(static_cast<std::int64_t>(b)).value().mu);
+          auto st = cstore.read_bucket(static_cast<std::int64_t>(b), cb[b].count, calib_flat.first, calib_flat.second);
+          if (!st || st->done != cb[b].count)
+            throw InputError(cstore.dir(), "calibration bucket " + std::to_string(b) + " is missing or incomplete");
+          m.from_flat(st->mu);
           all.merge(m);
         }
         o.mu = all.result();

@@ -118,7 +118,9 @@ Type classify(hid_t type, const Ctx& c, const std::string& what) {
   if (cls == H5T_STRING) return Type::Str;
   if (cls == H5T_FLOAT) return size <= 4 ? Type::F32 : Type::F64;
   if (cls == H5T_INTEGER) return size == 1 ? Type::U8 : size <= 4 ? Type::I32 : Type::I64;
-  throw std::runtime_error(c.path + ": '" + what + "' has a type sink::h5 does not read");
+  // A file someone else made (an intervention's mu_from) can hold anything: the file's problem.
+  throw InputError(c.path, "'" + what + "' has a type sink::h5 does not read (HDF5 class " + std::to_string(int(cls)) +
+                               ", " + std::to_string(size) + " bytes)");
 }
 
 // A UTF-8 string type: variable length (H5T_VARIABLE) or `width` bytes, NUL-padded.
@@ -299,12 +301,12 @@ std::optional<std::string> Object::attr_string(const std::string& name) const {
   Object a(H5CALL(c, name, H5Aopen, id_, name.c_str(), H5P_DEFAULT));
   Object t(H5CALL(c, name, H5Aget_type, a.id()));
   if (H5CALL(c, name, H5Tget_class, t.id()) != H5T_STRING)
-    throw std::runtime_error(c.path + ": attribute '" + name + "' is not a string");
+    throw InputError(c.path, "attribute '" + name + "' is not a string");
   Object s(H5CALL(c, name, H5Aget_space, a.id()));
   if (H5CALL(c, name, H5Sget_simple_extent_npoints, s.id()) != 1)
-    throw std::runtime_error(c.path + ": attribute '" + name + "' is not a single string");
-  auto v = read_string_data(t.id(), 1, c, name,
-                            [&](hid_t mt, void* buf) { H5CALL(c, name, H5Aread, a.id(), mt, buf); });
+    throw InputError(c.path, "attribute '" + name + "' is not a single string");
+  auto v =
+      read_string_data(t.id(), 1, c, name, [&](hid_t mt, void* buf) { H5CALL(c, name, H5Aread, a.id(), mt, buf); });
   return v[0];
 }
 
@@ -518,6 +520,13 @@ void Dataset::read_rows(std::int64_t first, std::int64_t n, void* data) const {
   Object mspace = simple_space(count, c, "");
   Object mt = memory_type(id_, type_, c);
   H5CALL(c, id_, H5Dread, id_, mt.id(), mspace.id(), fspace.id(), H5P_DEFAULT, data);
+}
+
+void Dataset::read_all_as(Type want, void* data) const {
+  static const char* names[] = {"float32", "float64", "int32", "int64", "uint8", "string"};
+  if (type_ != want)
+    throw InputError(file_path(), "dataset holds " + std::string(names[int(type_)]) + ", expected " + names[int(want)]);
+  read_all(data);
 }
 
 void Dataset::read_all(void* data) const {

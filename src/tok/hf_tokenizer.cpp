@@ -9,6 +9,7 @@
 
 #include "sink/tok/hf_pipeline.hpp"
 #include "sink/tok/unicode.hpp"
+#include "sink/util/error.hpp"
 
 namespace sink::tok {
 
@@ -170,6 +171,14 @@ class HfTokenizer final : public Tokenizer {
   }
 
   std::vector<std::int32_t> encode(std::string_view text, bool add_special) const override {
+    try {
+      return encode_checked(text, add_special);
+    } catch (const RegexMatchError& e) {
+      throw InputError(p_.source, e.what());
+    }
+  }
+
+  std::vector<std::int32_t> encode_checked(std::string_view text, bool add_special) const {
     std::string fixed;
     if (!is_valid_utf8(text)) {
       fixed = utf8_lossy(text);
@@ -232,7 +241,16 @@ class HfTokenizer final : public Tokenizer {
  private:
   std::string normalize(std::string_view in) const {
     std::string s(in);
+    // Real normalizers grow a text a few times at most (NFD, "▁" for " "); a chain of
+    // Replace steps can double it at each step. Capped, and checked after every step.
+    const std::size_t cap = 32 * in.size() + 4096;
+    std::size_t step = 0;
     for (const NormStep& st : p_.normalizer) {
+      if (s.size() > cap)
+        throw InputError(p_.source, "the normalizer makes a text of " + std::to_string(in.size()) +
+                                        " bytes longer than " + std::to_string(cap) + " bytes (by step " +
+                                        std::to_string(step) + "); refusing it");
+      ++step;
       switch (st.kind) {
         case NormStep::kNFC: s = nfc(s); break;
         case NormStep::kNFD: s = nfd(s); break;
@@ -263,6 +281,9 @@ class HfTokenizer final : public Tokenizer {
         }
       }
     }
+    if (s.size() > cap)
+      throw InputError(p_.source, "the normalizer makes a text of " + std::to_string(in.size()) +
+                                      " bytes longer than " + std::to_string(cap) + " bytes; refusing it");
     return s;
   }
 

@@ -9,6 +9,7 @@
 #include "sink/io/gguf.hpp"
 #include "sink/tok/hf_pipeline.hpp"
 #include "sink/util/error.hpp"
+#include "sink/util/mapped_file.hpp"
 
 namespace sink {
 
@@ -16,14 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw InputError(p.string(), std::string("cannot open: ") + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw InputError(p.string(), "read error");
-  return std::move(ss).str();
-}
+std::string read_file(const fs::path& p) { return read_text_file(p.string()); }  // regular files only
 
 bool has_magic(const fs::path& p, const char* magic) {
   std::ifstream in(p, std::ios::binary);
@@ -93,10 +87,14 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(p, ec)) {
     if (fs::exists(p / "tokenizer.json")) return load_json(p / "tokenizer.json");
-    if (fs::exists(p / "tokenizer.model")) return load_spm(p / "tokenizer.model");
+    if (fs::exists(p / "tokenizer.model")) {
+      check_regular_file((p / "tokenizer.model").string());
+      return load_spm(p / "tokenizer.model");
+    }
     throw InputError(path, "no tokenizer.json or tokenizer.model in this directory");
   }
   if (!fs::exists(p, ec)) throw InputError(path, "no such file or directory");
+  check_regular_file(path);  // before has_magic reads it: a FIFO would block
   if (p.extension() == ".gguf" || has_magic(p, "GGUF")) {
     GGUFFile f(path);
     return load_gguf_tokenizer(f);

@@ -34,6 +34,7 @@ Scratch& scratch() {
 struct Regex::Impl {
   pcre2_code* code = nullptr;
   bool jit = false;
+  std::string pattern;  // as written in the file, for messages
 };
 
 std::string Regex::onig_compat(const std::string& p) {
@@ -70,6 +71,7 @@ std::string Regex::onig_compat(const std::string& p) {
 }
 
 Regex::Regex(const std::string& pattern) : impl_(std::make_unique<Impl>()) {
+  impl_->pattern = pattern;
   std::string p = onig_compat(pattern);
   int err = 0;
   PCRE2_SIZE off = 0;
@@ -100,8 +102,10 @@ bool Regex::match(std::string_view text, std::size_t from, std::size_t* start,
   if (rc < 0 && rc != 0) {
     PCRE2_UCHAR buf[256];
     pcre2_get_error_message(rc, buf, sizeof buf);
-    throw std::runtime_error(std::string("regex match failed: ") +
-                             reinterpret_cast<const char*>(buf));
+    // Most often PCRE2's match limit: a pattern that backtracks catastrophically on this
+    // text. The pattern came from a file: the tokenizer names it (RegexMatchError).
+    std::string pat = impl_->pattern.size() > 80 ? impl_->pattern.substr(0, 80) + "..." : impl_->pattern;
+    throw RegexMatchError("regex '" + pat + "' failed on the text: " + reinterpret_cast<const char*>(buf));
   }
   PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.md);
   *start = ov[0];

@@ -1,7 +1,9 @@
 #include "sink/cli/args.hpp"
 
+#include <charconv>
 #include <cstdio>
 #include <exception>
+#include <limits>
 #include <stdexcept>
 
 #include "sink/util/error.hpp"
@@ -44,17 +46,42 @@ std::optional<std::string> Args::get(const std::string& f) const {
 
 std::string Args::get_or(const std::string& f, const std::string& def) const { return get(f).value_or(def); }
 
+long long parse_int_flag(const std::string& f, const std::string& v, long long lo, long long hi) {
+  long long x = 0;
+  const char* b = v.data();
+  const char* e = b + v.size();
+  if (b != e && *b == '+') ++b;  // from_chars takes no '+'
+  auto [p, ec] = std::from_chars(b, e, x);
+  if (v.empty() || ec == std::errc::invalid_argument || p != e)
+    throw InputError(f, "expected an integer, got '" + v + "'");
+  if (ec == std::errc::result_out_of_range || x < lo || x > hi)
+    throw InputError(f, "'" + v + "' is out of range (" + std::to_string(lo) + " to " + std::to_string(hi) + ")");
+  return x;
+}
+
 long long Args::get_int(const std::string& f, long long def) const {
   auto v = get(f);
   if (!v) return def;
-  try {
-    size_t pos = 0;
-    long long x = std::stoll(*v, &pos);
-    if (pos != v->size()) throw std::invalid_argument("");
-    return x;
-  } catch (const std::exception&) {
-    throw InputError(f, "expected an integer, got '" + *v + "'");
+  return parse_int_flag(f, *v, std::numeric_limits<long long>::min(), std::numeric_limits<long long>::max());
+}
+
+long long Args::get_int(const std::string& f, long long def, long long lo, long long hi) const {
+  auto v = get(f);
+  if (!v) return def;
+  return parse_int_flag(f, *v, lo, hi);
+}
+
+std::vector<long long> Args::get_ints(const std::string& f, const std::string& def, long long lo, long long hi) const {
+  const std::string v = get_or(f, def);
+  std::vector<long long> out;
+  std::size_t at = 0;
+  while (true) {
+    const auto comma = v.find(',', at);
+    out.push_back(parse_int_flag(f, v.substr(at, comma == std::string::npos ? std::string::npos : comma - at), lo, hi));
+    if (comma == std::string::npos) break;
+    at = comma + 1;
   }
+  return out;
 }
 
 int run_cli(const char* tool, int (*body)(int, char**), int argc, char** argv) {

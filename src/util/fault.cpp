@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "sink/util/error.hpp"
+
 namespace sink::fault {
 namespace {
 
@@ -50,6 +52,10 @@ const char* at(const char* point, std::int64_t index) {
   if (s.index >= 0 && s.index != index) return "";
   if (s.rank >= 0 && s.rank != g_rank) return "";
   if (s.action == "kill") std::raise(SIGKILL);
+  if (s.action == "input")
+    throw InputError(std::string("SINK_FAULT ") + point + (index >= 0 ? "#" + std::to_string(index) : ""),
+                     "an input error injected on rank " + std::to_string(g_rank) +
+                         " (the tests' stand-in for one rank's bad input)");
   return s.action.c_str();
 }
 

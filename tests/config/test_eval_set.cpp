@@ -103,7 +103,7 @@ TEST_F(EvalSet, MissingFile) {
     read_eval_jsonl((dir_ / "none.jsonl").string());
     FAIL();
   } catch (const InputError& e) {
-    EXPECT_EQ(std::string(e.what()), (dir_ / "none.jsonl").string() + ": cannot open");
+    EXPECT_EQ(std::string(e.what()), (dir_ / "none.jsonl").string() + ": cannot open: No such file or directory");
   }
 }
 

@@ -18,6 +18,10 @@ class Args {
   std::optional<std::string> get(const std::string& flag) const;
   std::string get_or(const std::string& flag, const std::string& def) const;
   long long get_int(const std::string& flag, long long def) const;
+  // The same, in [lo, hi] (an InputError naming the flag otherwise).
+  long long get_int(const std::string& flag, long long def, long long lo, long long hi) const;
+  // A comma-separated list of integers, each in [lo, hi], at least one.
+  std::vector<long long> get_ints(const std::string& flag, const std::string& def, long long lo, long long hi) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
@@ -25,6 +29,11 @@ class Args {
   std::set<std::string> on_;
   std::vector<std::string> positional_;
 };
+
+// The one parser of integer flag values (every tool's flags go through it): the whole
+// text must be a decimal integer in [lo, hi]; "abc", "3x", "" and out-of-range values are
+// an InputError naming the flag.
+long long parse_int_flag(const std::string& flag, const std::string& value, long long lo, long long hi);
 
 // Runs `body`, turning InputError into one line on stderr and exit status 2,
 // and any other exception into one line and exit status 1.

@@ -1,6 +1,7 @@
 // Evaluation sets: JSON Lines, one document a line: {"id": ..., "text": ...}.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -18,6 +19,11 @@ struct EvalDoc {
 // naming the file and the line number. `max_docs` > 0 stops after that many.
 std::vector<EvalDoc> read_eval_jsonl(const std::string& path, const std::string& field = "text",
                                      std::int64_t max_docs = 0);
+// The same, also giving the sha256 of the bytes the documents were read from (the
+// whole file, read once). Only regular files of at most kMaxEvalBytes are read.
+std::vector<EvalDoc> read_eval_jsonl(const std::string& path, const std::string& field, std::int64_t max_docs,
+                                     std::string* sha256);
+inline constexpr std::size_t kMaxEvalBytes = std::size_t(16) << 30;
 
 // sha256 of a file's bytes, hex (for manifests and results.h5 attributes).
 std::string sha256_file(const std::string& path);

@@ -38,6 +38,12 @@ std::vector<PreparedDoc> prepare_documents(const std::vector<EvalDoc>& docs, con
                                            const SinkPolicy& policy, const RunConfig& rc,
                                            const std::string& config_path);
 
+// Every token id in [0, vocab): checked when the documents are tokenised, before any
+// weights load (an id the embedding has no row for is otherwise found minutes later, on
+// one rank). The error names the tokenizer file, the document, and the model.
+void check_token_ids(const std::vector<PreparedDoc>& docs, std::int64_t vocab, const std::string& tokenizer_file,
+                     const std::string& eval_file, const std::string& model_path);
+
 struct Bucket {
   std::int64_t first = 0, count = 0;  // documents [first, first + count)
   std::int64_t tokens = 0;

@@ -34,9 +34,23 @@ class PartialStore {
   const std::string& dir() const { return dir_; }
 
   void write_doc(std::int64_t index, const DocArrays& a) const;
+  // Refuses (InputError naming the file) a document that is missing, torn, or not of the
+  // run's schema (names, dtypes, shapes: OUT/.partial/<run>/schema.json, from the first written).
   DocArrays read_doc(std::int64_t index) const;
+  // Why document `index` cannot be read back as this run's ("" if it can).
+  std::string doc_mismatch(std::int64_t index) const;
+  // Throws the InputError read_doc would (naming the file); its path otherwise.
+  std::string check_doc(std::int64_t index) const;
   void write_bucket(std::int64_t b, const BucketState& s) const;
   std::optional<BucketState> read_bucket(std::int64_t b) const;
+  // The same, checked against what this run's bucket must hold: 1..count documents done,
+  // sums of exactly these sizes (0: none). A checkpoint that does not match is an
+  // InputError naming it: it is never read into the sums.
+  std::optional<BucketState> read_bucket(std::int64_t b, std::int64_t count, std::size_t geometry_size,
+                                         std::size_t mu_size) const;
+  // The header of bucket b's checkpoint (if any) against the same (cheap: no sums read);
+  // its count of documents done (0 without a checkpoint).
+  std::int64_t check_bucket(std::int64_t b, std::int64_t count, std::size_t geometry_size, std::size_t mu_size) const;
   std::int64_t count_docs() const;
 
  private:

@@ -120,6 +120,9 @@ class Dataset : public Object {
   void write_all(const void* data) const;
   void read_rows(std::int64_t first, std::int64_t n, void* data) const;
   void read_all(void* data) const;
+  // read_all into a buffer of type `want`, after checking the dataset holds that type
+  // (an InputError naming the file otherwise): a buffer is never read as another type.
+  void read_all_as(Type want, void* data) const;
   Type type() const { return type_; }
 
  private:

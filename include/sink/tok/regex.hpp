@@ -5,10 +5,18 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace sink::tok {
+
+// A match that PCRE2 gave up on (its match or depth limit): the pattern's fault, an
+// input (tokenizer.json) that the tokenizer reports naming its file.
+class RegexMatchError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class Regex {
  public:

@@ -13,12 +13,18 @@ namespace sink {
 
 class InputError : public std::runtime_error {
  public:
-  InputError(std::string where, const std::string& problem)
-      : std::runtime_error(where.empty() ? problem : where + ": " + problem), where_(std::move(where)) {}
+  InputError(std::string where, const std::string& problem, bool on_every_rank = false)
+      : std::runtime_error(where.empty() ? problem : where + ": " + problem),
+        where_(std::move(where)),
+        on_every_rank_(on_every_rank) {}
   const std::string& where() const { return where_; }
+  // Agreed on by every rank (rank 0 alone need report it). Before sink-run's ranks
+  // split, every InputError is found on every rank alike; after it, only this flag says so.
+  bool on_every_rank() const { return on_every_rank_; }
 
  private:
   std::string where_;
+  bool on_every_rank_ = false;
 };
 
 class ResourceError : public std::runtime_error {

@@ -3,7 +3,8 @@
 //
 //   SINK_FAULT=ACTION@POINT[#INDEX][:rank=R]
 //
-// ACTION `kill` raises SIGKILL (a node failure: no handler, no cleanup), `oom`
+// ACTION `kill` raises SIGKILL (a node failure: no handler, no cleanup), `input`
+// throws an InputError (one rank's bad input, found after the ranks split), `oom`
 // asks the allocator for 4 TiB (a real failed allocation, handled like any
 // other out-of-memory error), and `skip` skips a check (results.space_check:
 // the free-space check before results.h5, so that a full disk is met inside

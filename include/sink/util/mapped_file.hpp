@@ -30,7 +30,12 @@ class MappedFile {
   std::size_t size_ = 0;
 };
 
-// Reads a whole (small) text file; throws InputError if missing.
+// Inputs are regular files only: a FIFO would block forever, /dev/zero never end. Both
+// throw InputError naming `path` (missing, a folder, not a regular file, too large).
+void check_regular_file(const std::string& path);
+// Reads a whole regular file of at most `max_bytes` (never blocks on a FIFO).
+std::string read_regular_file(const std::string& path, std::size_t max_bytes);
+// Reads a whole text file (a regular file of at most 1 GiB); throws InputError if missing.
 std::string read_text_file(const std::string& path);
 
 }  // namespace sink
