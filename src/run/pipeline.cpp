@@ -200,6 +200,9 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   auto eval = read_eval_jsonl(rc.eval_jsonl, rc.eval_field, rc.max_docs);
   if (eval.empty()) throw InputError(rc.eval_jsonl, "no documents");
   p.docs = prepare_documents(eval, *p.tok, p.policy, rc, cfg.path);
+  for (const auto& id : rc.docs_to_show_ids)  // per-document attention maps of these documents
+    if (std::none_of(p.docs.begin(), p.docs.end(), [&](const PreparedDoc& d) { return d.id == id; }))
+      throw InputError(cfg.path, "key 'docs_to_show': no document '" + id + "' in " + rc.eval_jsonl);
   p.hashes["eval_sha256"] = sha256_file(rc.eval_jsonl);
   const auto tf = tokenizer_file(p.model_path);
   if (!tf.empty()) p.hashes["tokenizer_sha256"] = sha256_file(tf);
@@ -485,6 +488,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
                   o.viz = rc.step_viz;
                   o.geometry = rc.step_values;
                   o.sketch = rc.geometry_sketch;
+                  o.top_keys = rc.top_keys;
                   Observer obs(*model, o, T);
                   Hooks h;
                   obs.install(h);
