@@ -1,4 +1,4 @@
-// sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--threads N]
+// sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--overwrite] [--threads N] ... (--help)
 // One process is one rank; under mpirun/srun every rank runs this same main.
 #include <cstdio>
 #include <cstring>
@@ -11,12 +11,27 @@
 
 using namespace sink;
 
+#ifndef SINK_VERSION
+#define SINK_VERSION "0.1.0"
+#endif
+#ifndef SINK_GIT_COMMIT
+#define SINK_GIT_COMMIT "unknown"
+#endif
+
 static const char* kUsage =
-    "usage: sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--threads N] [--no-progress]\n"
-    "  --set k=v     override a config key (dotted keys reach into maps: steps.viz=false)\n"
-    "  --dry-run     validate the config, models' configs, tokenizers and eval sets; load no weights\n"
-    "  --resume      continue a killed run: compute only the documents missing from OUT/.partial\n"
-    "  --threads N   intra-op threads per rank (default: cores / ranks)\n";
+    "usage: sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--overwrite] [--keep-partial]\n"
+    "                [--threads N] [--bucket-size N] [--no-progress]\n"
+    "  --set k=v         override a config key (dotted keys reach into maps: steps.viz=false)\n"
+    "  --dry-run         validate the config, models' configs, tokenizers and eval sets; load no weights\n"
+    "  --resume          continue a killed run: compute only the documents missing from OUT/.partial\n"
+    "  --overwrite       replace a complete OUT/results.h5 written from another config (refused otherwise)\n"
+    "  --keep-partial    keep OUT/.partial after results.h5 is complete (removed by default)\n"
+    "  --threads N       intra-op threads per rank (default: cores / ranks)\n"
+    "  --bucket-size N   documents per bucket, the unit of work and of checkpoints (default 4)\n"
+    "  --no-progress     no progress line on stderr (logs stay)\n"
+    "  --version         print the version and the git commit it was built from\n"
+    "  -h, --help        this text\n"
+    "At the end, rank 0 prints a summary of the results (as sink-summary does) and the path of results.h5.\n";
 
 int main(int argc, char** argv) {
   dist::Env env(&argc, &argv);
@@ -45,16 +60,23 @@ int main(int argc, char** argv) {
         if (i + 1 >= argc) throw InputError("--bucket-size", "needs a number");
         f.bucket_size = std::atoll(argv[++i]);
         if (f.bucket_size < 1) throw InputError("--bucket-size", "must be at least 1");
+      } else if (a == "--overwrite") {
+        f.overwrite = true;
+      } else if (a == "--keep-partial") {
+        f.keep_partial = true;
+      } else if (a == "--version") {
+        if (world.rank() == 0) std::printf("sink-run %s (%s)\n", SINK_VERSION, SINK_GIT_COMMIT);
+        return 0;
       } else if (a == "--help" || a == "-h") {
         if (world.rank() == 0) std::fputs(kUsage, stdout);
         return 0;
       } else if (a.rfind("--", 0) == 0) {
-        throw InputError(a, "unknown option");
+        throw InputError(a, "unknown option (see --help)");
       } else {
         rest.push_back(a);
       }
     }
-    if (rest.size() != 1) throw InputError("sink-run", "give exactly one config file");
+    if (rest.size() != 1) throw InputError("", "give exactly one config file (see --help)");
     f.config_path = rest[0];
     rc = sink_run(f, world);
   } catch (const InputError& e) {

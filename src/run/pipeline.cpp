@@ -25,9 +25,11 @@
 #include "sink/model/model.hpp"
 #include "sink/model/weight_source.hpp"
 #include "sink/run/documents.hpp"
+#include "sink/run/outdir.hpp"
 #include "sink/run/partial.hpp"
 #include "sink/run/results.hpp"
 #include "sink/run/run.hpp"
+#include "sink/run/summary.hpp"
 #include "sink/ssp/ssp.hpp"
 #include "sink/store/h5.hpp"
 #include "sink/tok/tokenizer.hpp"
@@ -331,6 +333,22 @@ void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs
   }
 }
 
+// After results.h5 is complete: .partial goes (unless kept), rank 0 prints the summary and the path.
+void finish_run(const std::string& out, const RunFlags& flags, dist::Comm& world) {
+  const std::string path = (fs::path(out) / "results.h5").string();
+  if (world.rank() == 0) {
+    if (!flags.keep_partial) remove_partial(out);
+    try {
+      std::printf("%s", summarize_results({path}, SummaryFormat::Text).c_str());
+    } catch (const std::exception& e) {  // the file is complete; a summary that fails is no reason to fail
+      log::warn(std::string("no summary: ") + first_line(e.what()));
+    }
+    std::printf("%s\n", path.c_str());
+    std::fflush(stdout);
+  }
+  world.barrier();
+}
+
 }  // namespace
 
 int sink_run(const RunFlags& flags, dist::Comm& world) {
@@ -371,6 +389,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     const auto any_write = fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write;
     if (!ec && fs::exists(st) && (st.permissions() & any_write) == fs::perms::none)
       throw ResourceError(results.string(), "is read-only; refusing to replace it (make it writable, or set another out:)");
+    if (!flags.resume) check_existing_results(cfg.out, cfg.text, flags.overwrite);  // --resume: the manifest decides
     prepare_partial_dir(cfg.out, cfg_sha, run_docs, flags.resume, run_inputs);
     fs::remove(results.string() + ".writing", ec);  // left by a run killed while writing; never a result
   });
@@ -570,7 +589,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   RunTimes t = times;
   t.end = now_iso();
   write_results(cfg.out, cfg, outcomes, t, world);
-  if (world.rank() == 0) std::printf("%s\n", (fs::path(cfg.out) / "results.h5").string().c_str());
+  finish_run(cfg.out, flags, world);
   return 0;
 }
 

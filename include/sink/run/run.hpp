@@ -20,6 +20,8 @@ struct RunFlags {
   int threads = 0;                // 0: all cores of this rank's share of the node
   std::int64_t bucket_size = 4;   // documents per bucket (unit of work and checkpoint)
   bool progress = true;
+  bool overwrite = false;     // replace a complete results.h5 of another config
+  bool keep_partial = false;  // keep OUT/.partial once results.h5 is complete
 };
 
 int sink_run(const RunFlags& flags, dist::Comm& world);
