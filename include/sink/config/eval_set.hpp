@@ -12,7 +12,7 @@ namespace sink {
 struct EvalDoc {
   std::string id;  // the "id" field as a string (numbers are printed), or the line number if absent
   std::string text;
-  // The line's other fields (source_id, ...): strings as they are, other values as JSON text.
+  // The line's other fields (source_id, ...), in name order: strings as they are, other values as JSON text.
   std::vector<std::pair<std::string, std::string>> fields;
 };
 
