@@ -361,7 +361,8 @@ def plot_attention_maps(g, out, run):
         res.append((name, f"Layer {l}: attention of query i to key j over the first {S} tokens, mean over "
                           f"documents, {which}; log colour scale clipped at 10⁻³, blank above the diagonal "
                           f"(causal). A bright column {s_pos} is the sink. Positions where every document has "
-                          f"the same token are labelled with it; per-document maps with their own tokens follow."))
+                          f"the same token are labelled with it; per-document maps with their own tokens follow.",
+                    f"layer {l}"))
     return res
 
 
@@ -424,7 +425,8 @@ def plot_doc_attention_maps(g, out, run):
             name = f"doc_attention_map_{k}_layer{l:02d}.png"
             save(fig, os.path.join(out, name))
             res.append((name, f"Document {ids[n]} alone (docs_to_show), layer {l}, {which}: attention of query i "
-                              f"to key j, labelled with this document's tokens; log scale clipped at 10⁻³."))
+                              f"to key j, labelled with this document's tokens; log scale clipped at 10⁻³.",
+                        f"document {ids[n]}, layer {l}"))
     return res
 
 
@@ -898,7 +900,9 @@ def plot_run(g, run, out):
     made, skipped, failed = [], [], []
     for title, fn in PLOTS:
         try:
-            made += [(title, out_name(name), cap) for name, cap in fn(g, out, run)]
+            # a plot may add a label for the table of contents (which layer, which document)
+            made += [(title + (f" — {more[0]}" if more else ""), out_name(name), cap)
+                     for name, cap, *more in fn(g, out, run)]
         except Missing as e:
             skipped.append((title, str(e)))
         except Exception as e:  # one broken plot must not cost the others
@@ -922,8 +926,7 @@ def write_index(path, results_path, sections):
     out.append("<nav id='contents'><h2>Contents</h2><ol>")
     for run, info, made, skipped, failed in sections:
         out.append(f"<li><a href='#{esc(run)}'>{esc(run)}</a><ol>" +
-                   "".join(f"<li><a href='#{esc(run)}-{k}'>{esc(title)}</a>"
-                           f"{' — ' + esc(name) if title.startswith('Attention maps') else ''}</li>"
+                   "".join(f"<li><a href='#{esc(run)}-{k}'>{esc(title)}</a></li>"
                            for k, (title, name, cap) in enumerate(made)) + "</ol></li>")
     out.append("</ol></nav>")
     for run, info, made, skipped, failed in sections:
