@@ -255,7 +255,7 @@ void annotate_results(const std::string& path) {
         d.attr("_Encoding", std::string("utf-8"));
       } else {
         d = g.create(name, h5::Type::I64, {n});
-        d.write_all(values.data());
+        if (n > 0) d.write_all(values.data());  // an empty dataset has no storage to write
       }
       d.make_scale(name);
       auto dn = kDimNames.find(name);
