@@ -129,9 +129,9 @@ std::string summarize_results(const std::vector<std::string>& paths, SummaryForm
             << "]";
         o << "\n";
       }
-      if (!r.modes.empty() && r.n_docs < kFewDocs)
-        o << "  warning: the intervals rest on " << r.n_docs << " documents (fewer than " << kFewDocs
-          << "); read them as rough\n";
+      if (r.n_docs < kFewDocs)
+        o << "  warning: the " << (r.modes.empty() ? "means" : "intervals") << " rest on " << r.n_docs
+          << " documents (fewer than " << kFewDocs << "); read them as rough\n";
     }
     return o.str();
   }
