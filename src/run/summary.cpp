@@ -122,7 +122,9 @@ std::string summarize_results(const std::vector<std::string>& paths, SummaryForm
       o << "  sink rate " << num(r.sink_rate, "%.4g") << " (heads with mean α > ε = " << num(r.epsilon, "%.4g")
         << "), Gu et al. " << num(r.sink_rate_t64, "%.4g") << "\n";
       o << "  strongest sink heads (mean α): " << heads_text(r, "%.4g") << "\n";
-      for (const auto& [m, x] : r.modes) {
+      for (const auto& m : kModes) {  // in the fixed order, not the map's
+        if (!r.modes.count(m)) continue;
+        const Mode& x = r.modes.at(m);
         o << "  " << m << ": perplexity " << num(x.ppl, "%.6g");
         if (m != "original")
           o << ", ratio " << num(x.ratio, "%.4g") << " [95% CI " << num(x.lo, "%.4g") << ", " << num(x.hi, "%.4g")
