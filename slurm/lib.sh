@@ -8,8 +8,9 @@
 #                  the job's node has a GPU, else build/release/sink-run; tools/detect_gpu.sh)
 #   SINK_LAUNCHER  srun | mpirun (default: srun when it offers --mpi=pmix, else mpirun)
 #   SINK_SRUN_MPI  the srun --mpi plugin (default pmix)
-#   SINK_RESUME    auto (default): add --resume when OUT/.partial/manifest.json exists,
-#                  so a requeued or resubmitted job continues where it stopped;
+#   SINK_RESUME    auto (default): add --resume when OUT/.partial/manifest.json exists and
+#                  no results.h5 newer than it does (the run is incomplete), so a requeued
+#                  or resubmitted job continues where it stopped;
 #                  0: never (sink-run then starts over and clears OUT/.partial); 1: always
 #   SINK_THREADS   intra-op threads per rank (default: the job's --cpus-per-task, at
 #                  most this node's CPUs divided by its tasks); ignored when --threads is given
@@ -176,7 +177,9 @@ sink_launch() {
   out=$(sink_yaml out "$config" "${args[@]}") || sink_die "cannot read 'out' from $config"
   case "${SINK_RESUME:-auto}" in
     auto)
-      if [ "$have_resume" -eq 0 ] && [ -n "$out" ] && [ -f "$out/.partial/manifest.json" ]; then
+      # Only an incomplete run: a results.h5 newer than the manifest finished it (--keep-partial).
+      if [ "$have_resume" -eq 0 ] && [ -n "$out" ] && [ -f "$out/.partial/manifest.json" ] &&
+        ! [ "$out/results.h5" -nt "$out/.partial/manifest.json" ]; then
         sink_log "found $out/.partial: continuing with --resume (SINK_RESUME=0 to start over)"
         args+=(--resume)
       fi ;;

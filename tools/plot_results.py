@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Plots of a sink-run results.h5: PNG files and an index.html that shows them.
 
-    python tools/plot_results.py RESULTS.h5 [--out DIR] [--run NAME ...]
+    python tools/plot_results.py RESULTS.h5 [--out DIR] [--run NAME ...] [--format png|pdf|svg] [--dpi N]
 
 One subfolder of DIR per run (the run's group name); DIR defaults to
 `plots/` beside RESULTS.h5. Every plot is made only when its datasets are in
@@ -10,10 +10,15 @@ the file (a run without `ssp/`, without `basic/attention_map`, without
 were skipped and why). Every mean over documents and positions ignores NaN
 (the padding past a document's length).
 
-Plots per run (file names are fixed, see PLOTS below):
-  sink_score.png               sink score and Gu et al.'s t64 score, layer x head
+Plots per run (file names are fixed, see PLOTS below; .png, or the --format given):
+  sink_score.png               sink score and Gu et al.'s t64 score, layer x head, and the spread over documents
   sink_score_wireframe.png     the same as 3-D wireframes
+  entropy.png                  attention entropy (and normalised entropy), layer x head
+  token_sink_score.png         token sink score of the first S keys per layer, labelled with their tokens
+  learned_sink_mass.png        GPT-OSS: mass on the learned sink, layer x head
+  secondary_sinks.png          keys other than the sink among the top keys by attention mass, with their tokens
   attention_map_layerNN.png    mean attention map of the first S tokens, one per shown layer
+  doc_attention_map_K_layerNN.png   one document's map (docs_to_show), labelled with its tokens
   geometry.png                 sink vectors C vs control R per layer
   mean_direction_pca.png       the layers' mean sink directions in their top-2 PCs, and their cosines
   norms.png                    ||hidden||, ||attn out||, ||mlp out|| at the sink vs other positions
@@ -37,11 +42,12 @@ matplotlib.use("Agg")
 import h5py  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib import colors, ticker  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib import colors, patches, ticker  # noqa: E402
 from mpl_toolkits.mplot3d import Axes3D  # noqa: E402,F401  (registers the 3-D projection)
 
-DPI = 110
+DPI = 150
+FORMAT = "png"  # --format: png | pdf | svg
+FEW_DOCS = 10   # an interval or spread over fewer documents is flagged
 SSP_MODES = ["ssp_bias", "ssp_drop", "zero", "random"]
 MODE_COLORS = {"original": "black", "ssp_bias": "tab:blue", "ssp_drop": "tab:green", "zero": "tab:red",
                "random": "tab:purple"}
@@ -97,9 +103,41 @@ def fmt(x, digits=3):
     return f"{x:.{digits}g}"
 
 
+def out_name(name):
+    """A plot's file name in the chosen --format (the code names them .png)."""
+    return name[:-4] + "." + FORMAT if name.endswith(".png") else name
+
+
 def save(fig, path):
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(out_name(path), dpi=DPI, bbox_inches="tight")
     plt.close(fig)
+
+
+def doc_tokens(g):
+    """docs/tokens [N, P] as str, or None."""
+    if not isinstance(g.get("docs/tokens"), h5py.Dataset):
+        return None
+    return g["docs/tokens"].asstr()[()]
+
+
+def position_labels(g, n, docs=None):
+    """Tick labels for positions 0..n-1: "j token" where every document (of docs) has the same token there,
+    else the position alone."""
+    toks = doc_tokens(g)
+    labels = [str(j) for j in range(n)]
+    if toks is None:
+        return labels
+    rows = toks if docs is None else toks[docs]
+    for j in range(min(n, rows.shape[1])):
+        col = set(rows[:, j].tolist())
+        if len(col) == 1 and (t := col.pop()) != "":
+            labels[j] = f"{j} {t!r}"[: 24]
+    return labels
+
+
+def few_docs_note(n):
+    return (f" Warning: this rests on {n} documents (fewer than {FEW_DOCS}); read it as rough."
+            if isinstance(n, (int, np.integer)) and n < FEW_DOCS else "")
 
 
 def mean_over_docs(g, path):
@@ -169,23 +207,13 @@ def plain_log_ticks(axis):
 
 
 def outline_cells(ax, mask, color="red", lw=1.5):
-    """Draw the boundary of the region of cells where mask[row, col] is true (cell centres at integers)."""
-    R, C = mask.shape
-    pad = np.zeros((R + 2, C + 2), bool)
-    pad[1:-1, 1:-1] = mask
-    segs = []
+    """Outline each cell where mask[row, col] is true with its own box, a little inset (cell centres at
+    integers). Boxes per cell, not the region's boundary: a boundary around most of the grid would draw boxes
+    around the cells *outside* it (the heads below ε), which is what the eye reads."""
+    inset = 0.08
     for r, c in zip(*np.nonzero(mask)):
-        y, x = r - 0.5, c - 0.5
-        if not pad[r, c + 1]:  # row above
-            segs.append([(x, y), (x + 1, y)])
-        if not pad[r + 2, c + 1]:  # row below
-            segs.append([(x, y + 1), (x + 1, y + 1)])
-        if not pad[r + 1, c]:  # left column
-            segs.append([(x, y), (x, y + 1)])
-        if not pad[r + 1, c + 2]:  # right column
-            segs.append([(x + 1, y), (x + 1, y + 1)])
-    if segs:
-        ax.add_collection(LineCollection(segs, colors=color, linewidths=lw))
+        ax.add_patch(patches.Rectangle((c - 0.5 + inset, r - 0.5 + inset), 1 - 2 * inset, 1 - 2 * inset, fill=False,
+                                       edgecolor=color, linewidth=lw, gid=f"above-eps:{r},{c}"))
 
 
 def ticks(n, most=16):
@@ -205,6 +233,13 @@ def ratio_norm(r):
 # Each returns a list of (file name, caption) and raises Missing when its data is absent.
 
 def plot_sink_score(g, out, run):
+    fig, cap = sink_score_figure(g, run)
+    save(fig, os.path.join(out, "sink_score.png"))
+    return [("sink_score.png", cap)]
+
+
+def sink_score_figure(g, run):
+    """The sink-score figure and its caption (tests inspect the outlines on the figure itself)."""
     s, t, n_docs = sink_scores(g)
     summ = g.get("summary")
     eps = attr(summ, "epsilon", attr(g, "epsilon", 0.3))
@@ -214,23 +249,35 @@ def plot_sink_score(g, out, run):
     if t is not None:
         panels.append((t, f"Gu et al. score (first 64 tokens)\nrate of the mean {rate_t:.1%}, Gu protocol {attr(summ, 'sink_rate_gu', float('nan')):.1%}"))
     vmax = max(eps, max(float(np.nanmax(p)) if np.isfinite(p).any() else 0.0 for p, _ in panels))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 0.32 * s.shape[0] + 2.8), squeeze=False,
+    spread = None  # the spread over documents beside the means
+    if isinstance(g.get("basic/sink_score"), h5py.Dataset) and g["basic/sink_score"].shape[0] > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            spread = np.nanstd(need(g, "basic/sink_score"), axis=0)
+    ncol = len(panels) + (spread is not None)
+    fig, axes = plt.subplots(1, ncol, figsize=(5.6 * ncol, 0.32 * s.shape[0] + 2.8), squeeze=False,
                              layout="constrained")
     for ax, (m, title) in zip(axes[0], panels):
         heatmap(ax, m, title, norm=colors.Normalize(0, vmax), cbar_label="attention to the sink")
         outline_cells(ax, np.nan_to_num(m) > eps, lw=1.5 if m.size <= 256 else 0.9)
+    if spread is not None:
+        top_sd = float(np.nanmax(spread)) if np.isfinite(spread).any() else 0.0
+        heatmap(axes[0, -1], spread, f"spread of α over the {n_docs} documents\n(standard deviation)",
+                cmap="cividis", norm=colors.Normalize(0, max(top_sd, 1e-6)), cbar_label="std of α", fmt_cell="{:.2g}")
     fig.suptitle(f"{run}: sink score per layer and head, mean over {n_docs} documents")
-    save(fig, os.path.join(out, "sink_score.png"))
     top = np.unravel_index(np.nanargmax(s), s.shape) if np.isfinite(s).any() else None
     cap = "Attention mass on the sink per layer × head, mean over documents: the sink score α"
     cap += (", and Gu et al.'s score over the first 64 tokens (sink row included) on the right." if t is not None
             else " (no t64 score in this run).")
-    cap += (f" Heads above ε = {eps:g} are outlined in red; sink rate "
+    cap += (f" Each head above ε = {eps:g} has its own red box; sink rate "
             f"{rate:.1%} (α)" + (f" and {rate_t:.1%} (t64)" if rate_t is not None else "") +
             ". Colour scale 0 … max(ε, largest score).")
     if top is not None:
         cap += f" Largest α = {s[top]:.3f} at layer {top[0]}, head {top[1]}."
-    return [("sink_score.png", cap)]
+    if spread is not None:
+        cap += " Right: the standard deviation of α over the documents (how much the mean hides)."
+    cap += few_docs_note(n_docs)
+    return fig, cap
 
 
 def plot_wireframe(g, out, run):
@@ -274,6 +321,7 @@ def plot_attention_maps(g, out, run):
     except Missing:
         score = None
     res = []
+    labels = position_labels(g, S)  # a token where all documents share it (the BOS, a fixed prefix)
     for li in range(n_show):
         l = int(layers[li]) if li < len(layers) else li
         if H <= MAX_HEADS_SHOWN:
@@ -303,8 +351,7 @@ def plot_attention_maps(g, out, run):
             if score is not None and l < score.shape[0]:
                 t += f"  (α = {score[l, h]:.2f})"
             ax.set_title(t, fontsize=9)
-            ax.set_xticks(ticks(S, 8))
-            ax.set_yticks(ticks(S, 8))
+            label_positions(ax, labels)
             ax.set_xlabel("key position j", fontsize=8)
             ax.set_ylabel("query position i", fontsize=8)
         fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02, label="attention (log)")
@@ -313,8 +360,187 @@ def plot_attention_maps(g, out, run):
         save(fig, os.path.join(out, name))
         res.append((name, f"Layer {l}: attention of query i to key j over the first {S} tokens, mean over "
                           f"documents, {which}; log colour scale clipped at 10⁻³, blank above the diagonal "
-                          f"(causal). A bright column {s_pos} is the sink."))
+                          f"(causal). A bright column {s_pos} is the sink. Positions where every document has "
+                          f"the same token are labelled with it; per-document maps with their own tokens follow.",
+                    f"layer {l}"))
     return res
+
+
+def label_positions(ax, labels, most=16):
+    """Ticks at positions, labelled with their tokens (every position when there are few)."""
+    n = len(labels)
+    pos = list(range(n)) if n <= most else ticks(n, 8)
+    ax.set_xticks(pos, [labels[p] for p in pos], rotation=90, fontsize=6 if n > 8 else 7)
+    ax.set_yticks(pos, [labels[p] for p in pos], fontsize=6 if n > 8 else 7)
+
+
+def pick_heads(score, l, H):
+    if H <= MAX_HEADS_SHOWN:
+        return list(range(H)), "all heads"
+    if score is not None and l < score.shape[0]:
+        return (sorted(np.argsort(-np.nan_to_num(score[l], nan=-1))[:MAX_HEADS_SHOWN].tolist()),
+                f"the {MAX_HEADS_SHOWN} heads with the largest mean sink score")
+    return list(range(MAX_HEADS_SHOWN)), f"heads 0–{MAX_HEADS_SHOWN - 1}"
+
+
+def plot_doc_attention_maps(g, out, run):
+    """One document's own attention maps (docs_to_show), labelled with its tokens: no mean hides anything."""
+    maps = need(g, "basic/doc_attention_map")  # [M, V, H, S, S]
+    idx = g["basic/shown_doc_index"][()] if "basic/shown_doc_index" in g else np.arange(maps.shape[0])
+    ids = g["docs/id"].asstr()[()] if "docs/id" in g else [str(i) for i in range(max(idx) + 1)]
+    layers = attr(g, "layers_to_show")
+    layers = list(np.atleast_1d(layers)) if layers is not None else list(range(maps.shape[1]))
+    M, V, H, S, _ = maps.shape
+    if M == 0 or V == 0:
+        raise Missing("basic/doc_attention_map is empty")
+    try:
+        score = sink_scores(g)[0]
+    except Missing:
+        score = None
+    causal = np.tril(np.ones((S, S), bool))
+    norm = colors.LogNorm(vmin=1e-3, vmax=1.0)
+    res = []
+    for k in range(M):
+        n = int(idx[k])
+        labels = position_labels(g, S, docs=[n])
+        for li in range(V):
+            l = int(layers[li]) if li < len(layers) else li
+            heads, which = pick_heads(score, l, H)
+            ncol = min(4, len(heads))
+            nrow = int(np.ceil(len(heads) / ncol))
+            fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol + 1.2, 3.3 * nrow + 0.6), squeeze=False,
+                                     layout="constrained")
+            im = None
+            for a, ax in enumerate(axes.flat):
+                if a >= len(heads):
+                    ax.axis("off")
+                    continue
+                h = heads[a]
+                im = ax.imshow(np.ma.masked_invalid(np.where(causal, np.clip(maps[k, li, h], 1e-3, 1.0), np.nan)),
+                               cmap="magma", norm=norm, interpolation="nearest")
+                ax.set_title(f"head {h}", fontsize=9)
+                label_positions(ax, labels)
+            fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02, label="attention (log)")
+            fig.suptitle(f"{run}: document {ids[n]}, layer {l}, first {S} tokens")
+            name = f"doc_attention_map_{k}_layer{l:02d}.png"
+            save(fig, os.path.join(out, name))
+            res.append((name, f"Document {ids[n]} alone (docs_to_show), layer {l}, {which}: attention of query i "
+                              f"to key j, labelled with this document's tokens; log scale clipped at 10⁻³.",
+                        f"document {ids[n]}, layer {l}"))
+    return res
+
+
+def plot_entropy(g, out, run):
+    ent = mean_over_docs(g, "basic/entropy")
+    panels = [(ent, "attention entropy (nats)\nmean over 0<i<T_c", "nats")]
+    if "basic/entropy_norm" in g:
+        panels.append((mean_over_docs(g, "basic/entropy_norm"), "normalised entropy H_i / log(i+1)", "fraction"))
+    L = ent.shape[0]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 0.32 * L + 2.8), squeeze=False,
+                             layout="constrained")
+    for ax, (m, title, lab) in zip(axes[0], panels):
+        hi = float(np.nanmax(m)) if np.isfinite(m).any() else 1.0
+        heatmap(ax, m, title, cmap="plasma", norm=colors.Normalize(0, max(hi, 1e-6)), cbar_label=lab)
+    n = g["basic/entropy"].shape[0]
+    fig.suptitle(f"{run}: attention entropy per layer and head, mean over {n} documents")
+    save(fig, os.path.join(out, "entropy.png"))
+    low = np.unravel_index(np.nanargmin(ent), ent.shape) if np.isfinite(ent).any() else None
+    cap = ("Entropy of each head's attention rows, mean over rows 0 < i < T_c and documents (left), and divided by "
+           "log(i + 1), its largest possible value, so 1 = uniform over the visible keys (right). Sink heads "
+           "concentrate their rows: low entropy.")
+    if low is not None:
+        cap += f" Lowest: {ent[low]:.3f} nats at layer {low[0]}, head {low[1]}."
+    return [("entropy.png", cap + few_docs_note(n))]
+
+
+def plot_token_sink_score(g, out, run):
+    tss = need(g, "basic/token_sink_score")  # [N, L, H, S]
+    N, L, H, S = tss.shape
+    m = nanmean(tss, axis=(0, 2))  # [L, S]: mean over documents and heads
+    mx = nanmean(np.nanmax(np.where(np.isnan(tss), -np.inf, tss), axis=2), axis=0)  # strongest head, doc mean
+    mx = np.where(np.isfinite(mx), mx, np.nan)
+    labels = position_labels(g, S)
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 0.45 * S + 4) * 2 / 1.4, 0.32 * L + 3.4), squeeze=False,
+                             layout="constrained")
+    for ax, (a, title) in zip(axes[0], ((m, "mean over heads"), (mx, "the strongest head"))):
+        hi = float(np.nanmax(a)) if np.isfinite(a).any() else 1.0
+        im = ax.imshow(np.ma.masked_invalid(a), aspect="auto", cmap="viridis", norm=colors.Normalize(0, max(hi, 1e-6)),
+                       interpolation="nearest")
+        ax.set_title(f"token sink score, {title}", fontsize=10)
+        ax.set_ylabel("layer")
+        ax.set_yticks(ticks(L))
+        ax.set_xticks(range(S) if S <= 40 else ticks(S, 20),
+                      [labels[j] for j in (range(S) if S <= 40 else ticks(S, 20))], rotation=90, fontsize=7)
+        ax.set_xlabel("key position j (token where all documents share it)")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="mean attention to key j")
+    fig.suptitle(f"{run}: attention each of the first {S} keys receives, mean over {N} documents")
+    save(fig, os.path.join(out, "token_sink_score.png"))
+    per_key = nanmean(m, axis=0)
+    order = [int(j) for j in np.argsort(-np.nan_to_num(per_key, nan=-1))[:3]]
+    cap = (f"For each of the first {S} keys j, the mean over queries j ≤ i < T_c of A[i,j] (the token sink score), "
+           f"per layer: averaged over heads (left) and for the head where it is largest (right), then over documents."
+           f" Keys receiving most over all layers: " + ", ".join(f"{labels[j]} ({per_key[j]:.3f})" for j in order) +
+           ". For keys past the first S, see secondary_sinks.")
+    return [("token_sink_score.png", cap + few_docs_note(N))]
+
+
+def plot_learned_sink_mass(g, out, run):
+    m = mean_over_docs(g, "basic/learned_sink_mass")
+    fig, ax = plt.subplots(figsize=(6.2, 0.32 * m.shape[0] + 2.8), layout="constrained")
+    hi = float(np.nanmax(m)) if np.isfinite(m).any() else 1.0
+    heatmap(ax, m, "mass on the learned sink\n(mean over s<i<T_c)", norm=colors.Normalize(0, max(hi, 1e-6)),
+            cbar_label="attention mass")
+    n = g["basic/learned_sink_mass"].shape[0]
+    fig.suptitle(f"{run}: learned attention sinks (GPT-OSS), mean over {n} documents")
+    save(fig, os.path.join(out, "learned_sink_mass.png"))
+    return [("learned_sink_mass.png", f"GPT-OSS's learned sink logit per head takes this share of each row's "
+                                      f"attention (mean over rows and documents); mean {nanmean(m):.3f}, largest "
+                                      f"{hi:.3f}." + few_docs_note(n))]
+
+
+def plot_secondary_sinks(g, out, run, min_mass=0.05):
+    pos, mass = need(g, "basic/top_key_position", "basic/top_key_mass")  # [N, L, H, k]
+    N, L, H, k = pos.shape
+    s = int(attr(g, "sink_position", 0))
+    ok = np.isfinite(mass) & (pos >= 0) & (pos != s)
+    # the strongest key other than the sink, per document, layer and head
+    other = np.where(ok, mass, -np.inf).max(axis=3)
+    other = np.where(np.isfinite(other), other, np.nan)
+    strong = nanmean(other, axis=0)  # [L, H]
+    toks = doc_tokens(g)
+    counts = {}
+    for n, l, h, r in zip(*np.nonzero(ok & (mass >= min_mass))):
+        j = int(pos[n, l, h, r])
+        t = toks[n, j] if toks is not None and j < toks.shape[1] else f"#{j}"
+        e = counts.setdefault(t, [0.0, 0, set()])
+        e[0] += float(mass[n, l, h, r])
+        e[1] += 1
+        e[2].add(int(l))
+    top = sorted(counts.items(), key=lambda kv: -kv[1][0])[:15]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 0.32 * L + 3.2), layout="constrained")
+    hi = float(np.nanmax(strong)) if np.isfinite(strong).any() else 1.0
+    heatmap(a1, strong, "mass on the strongest key other than the sink\n(mean over documents)",
+            norm=colors.Normalize(0, max(hi, 1e-6)), cbar_label="attention mass m[j]")
+    if top:
+        names = [repr(t)[:20] for t, _ in top][::-1]
+        vals = [v[0] / N for _, v in top][::-1]
+        a2.barh(names, vals, color="tab:orange")
+        for y, (_, v) in enumerate(top[::-1]):
+            a2.annotate(f"{v[1]}× in layers {min(v[2])}–{max(v[2])}", (vals[y], y), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=7)
+        a2.set_xlabel("summed mass over layers and heads, per document")
+    else:
+        a2.text(0.5, 0.5, f"no key other than the sink reaches m ≥ {min_mass}", ha="center", va="center")
+        a2.axis("off")
+    a2.set_title(f"tokens that act as secondary sinks (m ≥ {min_mass} in a head's top {k})", fontsize=10)
+    fig.suptitle(f"{run}: secondary sinks over all keys j < T_c ({N} documents)")
+    save(fig, os.path.join(out, "secondary_sinks.png"))
+    cap = (f"Attention mass m[j] = mean over s < i < T_c of A[i,j], over every key j < T_c (basic/top_key_*). Left: "
+           f"per layer × head, the mass of the strongest key other than the sink s = {s}. Right: the tokens at the "
+           f"keys (other than s) with m ≥ {min_mass} among each head's top {k}, by their summed mass.")
+    if top:
+        cap += " Strongest: " + ", ".join(f"{t!r} ({v[0] / N:.3f})" for t, v in top[:3]) + "."
+    return [("secondary_sinks.png", cap + few_docs_note(N))]
 
 
 def plot_geometry(g, out, run):
@@ -569,14 +795,19 @@ def plot_ssp_ppl(g, out, run):
     a2.set_title("perplexity ratio, 95% bootstrap CI", fontsize=10)
     a2.grid(alpha=0.3, axis="y")
     fig.suptitle(f"{run}: Static Sink Patching — perplexity")
-    save(fig, os.path.join(out, "ssp_ppl.png"))
     boot = attr(ssp[modes[0]], "bootstrap", "bootstrap over documents")
     ci = [f"[{lo[i]:.3f}, {hi[i]:.3f}]" if np.isfinite(lo[i]) and np.isfinite(hi[i]) else "(no CI)"
           for i in range(len(modes))]
     parts = [f"{m} {r[i]:.3f} {ci[i]}" for i, m in enumerate(modes)]
+    n_docs = ssp["original/nll"].shape[0] if "original/nll" in ssp else attr(g, "n_docs")
+    warn = few_docs_note(n_docs)
+    if warn:
+        a2.set_title(f"perplexity ratio, 95% bootstrap CI\n(only {n_docs} documents: rough)", fontsize=10,
+                     color="darkred")
+    save(fig, os.path.join(out, "ssp_ppl.png"))
     return [("ssp_ppl.png", f"Perplexity of each mode on the same evaluation tokens (left) and its ratio to the "
                             f"unpatched original with the 95% CI ({boot}) (right). Ratios: " + "; ".join(parts) +
-                            ".")]
+                            "." + warn)]
 
 
 def plot_ssp_resid(g, out, run):
@@ -637,7 +868,12 @@ def plot_ssp_kl(g, out, run):
 PLOTS = [
     ("Sink score", plot_sink_score),
     ("Sink score wireframe", plot_wireframe),
+    ("Attention entropy", plot_entropy),
+    ("Token sink scores", plot_token_sink_score),
+    ("Learned sinks (GPT-OSS)", plot_learned_sink_mass),
+    ("Secondary sinks", plot_secondary_sinks),
     ("Attention maps", plot_attention_maps),
+    ("Attention maps of single documents", plot_doc_attention_maps),
     ("Geometry of the sink vectors", plot_geometry),
     ("Mean sink directions", plot_mean_direction_pca),
     ("Norms by layer", plot_norms),
@@ -664,7 +900,9 @@ def plot_run(g, run, out):
     made, skipped, failed = [], [], []
     for title, fn in PLOTS:
         try:
-            made += [(title, name, cap) for name, cap in fn(g, out, run)]
+            # a plot may add a label for the table of contents (which layer, which document)
+            made += [(title + (f" — {more[0]}" if more else ""), out_name(name), cap)
+                     for name, cap, *more in fn(g, out, run)]
         except Missing as e:
             skipped.append((title, str(e)))
         except Exception as e:  # one broken plot must not cost the others
@@ -684,16 +922,25 @@ def write_index(path, results_path, sections):
            "table{border-collapse:collapse;font-size:.9em}td{padding:2px 10px;border-bottom:1px solid #eee}"
            ".skip{color:#777;font-size:.9em}.fail{color:#b00}</style></head><body>",
            f"<h1>sink plots</h1><p>From <code>{esc(os.path.abspath(results_path))}</code></p>"]
-    if len(sections) > 1:
-        out.append("<ul>" + "".join(f"<li><a href='#{esc(r)}'>{esc(r)}</a></li>" for r, *_ in sections) + "</ul>")
+    # A table of contents: each run and its figures.
+    out.append("<nav id='contents'><h2>Contents</h2><ol>")
+    for run, info, made, skipped, failed in sections:
+        out.append(f"<li><a href='#{esc(run)}'>{esc(run)}</a><ol>" +
+                   "".join(f"<li><a href='#{esc(run)}-{k}'>{esc(title)}</a></li>"
+                           for k, (title, name, cap) in enumerate(made)) + "</ol></li>")
+    out.append("</ol></nav>")
     for run, info, made, skipped, failed in sections:
         out.append(f"<h2 id='{esc(run)}'>{esc(run)}</h2><table>")
         out += [f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>" for k, v in info]
         out.append("</table>")
-        for title, name, cap in made:
+        for k, (title, name, cap) in enumerate(made):
             src = f"{run}/{name}"
-            out.append(f"<figure><h3>{esc(title)}</h3><a href='{esc(src)}'><img src='{esc(src)}' "
-                       f"alt='{esc(title)}'></a><figcaption>{esc(cap)}</figcaption></figure>")
+            if name.endswith(".pdf"):  # browsers show a PDF in an object, not an img
+                body = f"<object data='{esc(src)}' type='application/pdf' width='100%' height='600'></object>"
+            else:
+                body = f"<a href='{esc(src)}'><img src='{esc(src)}' alt='{esc(title)}'></a>"
+            out.append(f"<figure id='{esc(run)}-{k}'><h3>{esc(title)}</h3>{body}"
+                       f"<figcaption>{esc(cap)}</figcaption></figure>")
         if skipped:
             out.append("<p class='skip'>Not in this run: " +
                        "; ".join(f"{esc(t)} ({esc(why)})" for t, why in skipped) + "</p>")
@@ -721,7 +968,11 @@ def main(argv=None):
     ap.add_argument("results", help="a results.h5 written by sink-run")
     ap.add_argument("--out", help="output folder (default: plots/ beside RESULTS.h5)")
     ap.add_argument("--run", action="append", help="plot only this run (group name); may be given more than once")
+    ap.add_argument("--format", choices=["png", "pdf", "svg"], default="png",
+                    help="file format of the plots (default png; pdf and svg are vector graphics for papers)")
+    ap.add_argument("--dpi", type=int, default=DPI, help=f"resolution of raster output (default {DPI})")
     a = ap.parse_args(argv)
+    globals().update(FORMAT=a.format, DPI=a.dpi)
     out = a.out or os.path.join(os.path.dirname(os.path.abspath(a.results)), "plots")
     try:
         f = h5py.File(a.results, "r")

@@ -36,7 +36,8 @@ fi
 APT_PACKAGES=(build-essential cmake pkg-config git python3-venv
   libopenmpi-dev openmpi-bin libhdf5-openmpi-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libpcre2-dev nlohmann-json3-dev slurmctld slurmd slurm-client munge
-  clang libclang-rt-14-dev)  # clang: the libFuzzer targets and their sanitizers
+  clang libclang-rt-14-dev  # clang: the libFuzzer targets and their sanitizers
+  chromium)  # headless screenshots of the plots page (tests/tools/test_plot_results.py)
 
 install_debian() {
   local missing=()

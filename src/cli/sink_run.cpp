@@ -1,4 +1,4 @@
-// sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--threads N]
+// sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--overwrite] [--threads N] ... (--help)
 // One process is one rank; under mpirun/srun every rank runs this same main.
 #include <cstdio>
 #include <cstring>
@@ -12,15 +12,28 @@
 
 using namespace sink;
 
+#ifndef SINK_VERSION
+#define SINK_VERSION "0.1.0"
+#endif
+#ifndef SINK_GIT_COMMIT
+#define SINK_GIT_COMMIT "unknown"
+#endif
+
 static const char* kUsage =
-    "usage: sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--threads N] [--no-progress]\n"
-    "       [--progress-seconds S]\n"
-    "  --set k=v     override a config key (dotted keys reach into maps: steps.viz=false)\n"
-    "  --dry-run     validate the config, models' configs, tokenizers and eval sets; load no weights\n"
-    "  --resume      continue a killed run: compute only the documents missing from OUT/.partial\n"
-    "  --threads N   intra-op threads per rank (default: cores / ranks)\n"
-    "  --no-progress no progress on stderr (default: a bar on a terminal, else a line every 10 %)\n"
-    "  --progress-seconds S  in a log, also a progress line at least every S seconds (default 60)\n";
+    "usage: sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--overwrite] [--keep-partial]\n"
+    "                [--threads N] [--bucket-size N] [--no-progress] [--progress-seconds S]\n"
+    "  --set k=v         override a config key (dotted keys reach into maps: steps.viz=false)\n"
+    "  --dry-run         validate the config, models' configs, tokenizers and eval sets; load no weights\n"
+    "  --resume          continue a killed run: compute only the documents missing from OUT/.partial\n"
+    "  --overwrite       replace a complete OUT/results.h5 written from another config (refused otherwise)\n"
+    "  --keep-partial    keep OUT/.partial after results.h5 is complete (removed by default)\n"
+    "  --threads N       intra-op threads per rank (default: cores / ranks)\n"
+    "  --bucket-size N   documents per bucket, the unit of work and of checkpoints (default 4)\n"
+    "  --no-progress     no progress on stderr (default: a bar on a terminal, else a line every 10 %)\n"
+    "  --progress-seconds S  in a log, also a progress line at least every S seconds (default 60)\n"
+    "  --version         print the version and the git commit it was built from\n"
+    "  -h, --help        this text\n"
+    "At the end, rank 0 prints a summary of the results (as sink-summary does) and the path of results.h5.\n";
 
 int main(int argc, char** argv) {
   dist::Env env(&argc, &argv);
@@ -52,16 +65,23 @@ int main(int argc, char** argv) {
       } else if (a == "--bucket-size") {
         if (i + 1 >= argc) throw InputError("--bucket-size", "needs a number");
         f.bucket_size = parse_int_flag("--bucket-size", argv[++i], 1, std::int64_t(1) << 30);
+      } else if (a == "--overwrite") {
+        f.overwrite = true;
+      } else if (a == "--keep-partial") {
+        f.keep_partial = true;
+      } else if (a == "--version") {
+        if (world.rank() == 0) std::printf("sink-run %s (%s)\n", SINK_VERSION, SINK_GIT_COMMIT);
+        return 0;
       } else if (a == "--help" || a == "-h") {
         if (world.rank() == 0) std::fputs(kUsage, stdout);
         return 0;
       } else if (a.rfind("--", 0) == 0) {
-        throw InputError(a, "unknown option");
+        throw InputError(a, "unknown option (see --help)");
       } else {
         rest.push_back(a);
       }
     }
-    if (rest.size() != 1) throw InputError("sink-run", "give exactly one config file");
+    if (rest.size() != 1) throw InputError("", "give exactly one config file (see --help)");
     f.config_path = rest[0];
     rc = sink_run(f, world);
   } catch (const InputError& e) {

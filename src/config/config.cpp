@@ -82,7 +82,7 @@ void mark_from_set(Node& n) {
 const std::vector<std::string> kRunKeys = {
     "name", "model", "eval_jsonl", "eval_field", "max_docs", "max_total_tokens", "long_documents", "dtype",
     "device_map", "layers_to_show", "max_tokens_to_show", "max_tokens_to_calc", "steps", "sink_policy",
-    "epsilon", "geometry_sketch", "intervention"};
+    "epsilon", "geometry_sketch", "intervention", "top_keys", "docs_to_show"};
 // clang-format on
 const std::vector<std::string> kConfigKeys = {"out", "log_level"};  // once per file
 const std::vector<std::string> kSweepKeys = {"out", "log_level", "defaults", "runs"};
@@ -533,6 +533,16 @@ class Loader {
         fail(*n, "expected a number between 0 and 1 (both excluded), got " + n->scalar);
     }
     if (auto* n = m.find("geometry_sketch")) rc.geometry_sketch = as_int(*n, 1);
+    if (auto* n = m.find("top_keys")) rc.top_keys = as_int(*n, 0);
+    if (auto* n = m.find("docs_to_show")) {  // a count (the first n documents) or a list of document ids
+      if (n->kind == Node::Kind::Seq) {
+        rc.docs_to_show_ids.clear();
+        for (const auto& e : n->seq) rc.docs_to_show_ids.push_back(as_string(e, "a document id"));
+        rc.docs_to_show = -1;
+      } else {
+        rc.docs_to_show = as_int(*n, 0);
+      }
+    }
     if (auto* n = m.find("intervention")) rc.intervention = parse_intervention(*n, rc.eval_jsonl);
     return rc;
   }

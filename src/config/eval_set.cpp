@@ -95,6 +95,10 @@ std::vector<EvalDoc> read_eval_jsonl(const std::string& path, const std::string&
     }
     if (auto [it, fresh] = seen.emplace(d.id, lineno); !fresh)
       throw InputError(at, "duplicate id '" + d.id + "' (first on line " + std::to_string(it->second) + ")");
+    // Every other field goes into results.h5 (docs/<name>): strings as they are, anything else as JSON.
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (it.key() != "id" && it.key() != field)
+        d.fields.emplace_back(it.key(), it->is_string() ? it->get<std::string>() : it->dump());
     docs.push_back(std::move(d));
   }
   if (docs.empty()) throw InputError(path, "no documents");

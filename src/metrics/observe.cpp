@@ -63,6 +63,7 @@ Observer::Observer(const Model& m, const ObserveOptions& opt, std::int64_t T) : 
   if (o_.basic) {
     ent_ = at::zeros({L, H, Tc}, f32);
     tok_sum_ = at::zeros({L, H, S}, f32);
+    if (o_.top_keys > 0) col_sum_ = at::zeros({L, H, Tc}, f32);
     if (s.attn_sinks) learned_ = at::zeros({L, H, Tc}, f32);
     below_ = (at::arange(Tc, f32).unsqueeze(1) >= at::arange(S, f32).unsqueeze(0)).to(at::kFloat);  // [Tc, S]: i >= j
   }
@@ -99,7 +100,10 @@ void Observer::install(Hooks& hooks) {
   hooks.set_pattern_rows(Tc);  // rows past T_c are never reduced: let them run fused
   hooks.set_logits_unused();   // no §3 metric reads the logits (SSP's original pass adds a logits hook)
   // The fused path's second pass (for the entropy) only when the entropy is wanted.
-  hooks.set_attn_stats(Tc, std::max<std::int64_t>(S, s + 1), o_.basic);
+  // The top keys need every key's column (A for all j < T_c, transient per layer).
+  const bool all_keys = o_.basic && col_sum_.defined();
+  hooks.set_attn_stats(Tc, all_keys ? std::max<std::int64_t>({S, s + 1, Tc}) : std::max<std::int64_t>(S, s + 1),
+                       o_.basic);
 
   // Hidden states as HF returns them: embeddings, each block's output, the last after the final norm.
   auto on_hidden = [=, this](int index, const at::Tensor& h) {
@@ -148,6 +152,10 @@ void Observer::install(Hooks& hooks) {
       // token sink score: Σ_i A[i, j] over rows i >= j
       tok_sum_[layer].narrow(1, 0, Sk) += (first.narrow(2, 0, Sk) * below_.narrow(0, q0, r1).narrow(1, 0, Sk)).sum(1);
       if (learned) learned_[layer].narrow(1, q0, r1).copy_(learned->narrow(1, 0, r1));
+      if (all_keys && q0 + r1 > s + 1) {  // attention mass per key over the rows s < i < T_c
+        const std::int64_t a = std::max<std::int64_t>(q0, s + 1) - q0, K = std::min(Tc, first.size(2));
+        col_sum_[layer].narrow(1, 0, K) += first.narrow(1, a, r1 - a).narrow(2, 0, K).sum(1);
+      }
     }
     const int slot = show_slot_.empty() ? -1 : show_slot_[layer];
     if (slot >= 0 && q0 < S) {
@@ -160,10 +168,10 @@ void Observer::install(Hooks& hooks) {
   hooks.add(Hook::Pattern, [=, this](at::Tensor& p, const HookCtx& c) {
     if (c.q_begin >= Tc) return;
     const std::int64_t r1 = std::min(c.q_end, Tc) - c.q_begin;
-    auto pf = p.narrow(1, 0, r1).to(at::kFloat);                                    // [H, r1, q1]
-    auto ent = o_.basic ? -at::special_xlogy(pf, pf).sum(-1) : at::Tensor();       // nats
-    store_rows(c.layer, c.q_begin, pf.narrow(2, 0, std::min<std::int64_t>(std::max<std::int64_t>(S, s + 1), c.q_end)),
-               ent, c.sink_mass);
+    auto pf = p.narrow(1, 0, r1).to(at::kFloat);                              // [H, r1, q1]
+    auto ent = o_.basic ? -at::special_xlogy(pf, pf).sum(-1) : at::Tensor();  // nats
+    const std::int64_t keys = all_keys ? c.q_end : std::min<std::int64_t>(std::max<std::int64_t>(S, s + 1), c.q_end);
+    store_rows(c.layer, c.q_begin, pf.narrow(2, 0, keys), ent, c.sink_mass);
   });
   // The same statistics from the fused kernel's log-sum-exp (no pattern materialised).
   hooks.add(Hook::AttnStats, [=](at::Tensor& first, const HookCtx& c) {
@@ -234,6 +242,19 @@ DocArrays Observer::finish() {
     auto cnt = (Tc - at::arange(S, at::TensorOptions().dtype(at::kFloat))).clamp_min(0);
     auto tok = host(tok_sum_) / cnt.view({1, 1, S});
     out["basic/token_sink_score"] = at::where(cnt.view({1, 1, S}) > 0, tok, at::full_like(tok, kNaN));
+    if (col_sum_.defined()) {
+      // Top keys by mass (mean over s < i < T_c of A[i, j]; key s gives α): position -1 and NaN past T_c.
+      const std::int64_t k = o_.top_keys, kk = std::min(k, Tc);
+      auto pos = at::full({L, H, k}, -1, at::TensorOptions().dtype(at::kInt));
+      auto mass = nan({L, H, k});
+      if (kk > 0 && n > 0) {
+        auto [v, ix] = at::topk(host(col_sum_) / double(n), kk, -1, true, true);
+        pos.narrow(2, 0, kk).copy_(ix.to(at::kInt));
+        mass.narrow(2, 0, kk).copy_(v);
+      }
+      out["basic/top_key_position"] = pos;
+      out["basic/top_key_mass"] = mass;
+    }
     if (spec.attn_sinks)
       out["basic/learned_sink_mass"] = div(at::matmul(learned_, row_weights_.select(1, 0)), double(n));
   }

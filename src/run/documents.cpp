@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <numeric>
 #include <queue>
+#include <span>
 
 #include "sink/io/gguf.hpp"
 #include "sink/model/spec.hpp"
@@ -41,6 +42,17 @@ SinkPolicy resolve_sink_policy(const std::string& requested, const Tokenizer& to
   return p;
 }
 
+// One token as text: decoded alone (" the"), or, where that is not valid UTF-8 on its own
+// (a byte-fallback piece of a character), its vocabulary entry, or its id.
+static std::string token_text(const Tokenizer& tok, std::int32_t id) {
+  const std::int32_t one[1] = {id};
+  std::string s = tok.decode(std::span<const std::int32_t>(one, 1), false);
+  if (utf8_error_offset(s) == std::string::npos) return s;
+  s = tok.id_to_token(id);
+  if (utf8_error_offset(s) == std::string::npos) return s;
+  return "<" + std::to_string(id) + ">";
+}
+
 std::vector<PreparedDoc> prepare_documents(const std::vector<EvalDoc>& docs, const Tokenizer& tok,
                                            const SinkPolicy& policy, const RunConfig& rc, const std::string& cfg) {
   std::vector<PreparedDoc> out;
@@ -68,6 +80,9 @@ std::vector<PreparedDoc> prepare_documents(const std::vector<EvalDoc>& docs, con
     }
     if (p.ids.size() < 2)
       throw InputError(rc.eval_jsonl, "document '" + d.id + "' has fewer than 2 tokens after tokenization");
+    p.fields = d.fields;
+    const auto n_show = std::min<std::size_t>(p.ids.size(), static_cast<std::size_t>(rc.max_tokens_to_calc));
+    for (std::size_t i = 0; i < n_show; ++i) p.tokens.push_back(token_text(tok, static_cast<std::int32_t>(p.ids[i])));
     out.push_back(std::move(p));
   }
   if (n_trunc)

@@ -28,10 +28,12 @@
 #include "sink/run/device.hpp"
 #include "sink/run/documents.hpp"
 #include "sink/run/out_lock.hpp"
+#include "sink/run/outdir.hpp"
 #include "sink/run/partial.hpp"
 #include "sink/run/rank_errors.hpp"
 #include "sink/run/results.hpp"
 #include "sink/run/run.hpp"
+#include "sink/run/summary.hpp"
 #include "sink/ssp/ssp.hpp"
 #include "sink/store/h5.hpp"
 #include "sink/tok/tokenizer.hpp"
@@ -232,6 +234,9 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   p.docs = prepare_documents(eval, *p.tok, p.policy, rc, cfg.path);
   const std::string tok_file = stand_in ? stand_in->tokenizer : tokenizer_file(p.model_path);
   check_token_ids(p.docs, p.spec.vocab, tok_file, rc.eval_jsonl, p.model_path);
+  for (const auto& id : rc.docs_to_show_ids)  // per-document attention maps of these documents
+    if (std::none_of(p.docs.begin(), p.docs.end(), [&](const PreparedDoc& d) { return d.id == id; }))
+      throw InputError(cfg.path, "key 'docs_to_show': no document '" + id + "' in " + rc.eval_jsonl);
   const auto tf = tokenizer_file(p.model_path);
   if (!tf.empty()) p.hashes["tokenizer_sha256"] = sha256_file(tf);
   if (p.random_weights) {  // the weights are the config and the seed
@@ -391,6 +396,22 @@ void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs
   }
 }
 
+// After results.h5 is complete: .partial goes (unless kept), rank 0 prints the summary and the path.
+void finish_run(const std::string& out, const RunFlags& flags, dist::Comm& world) {
+  const std::string path = (fs::path(out) / "results.h5").string();
+  if (world.rank() == 0) {
+    if (!flags.keep_partial) remove_partial(out);
+    try {
+      std::printf("%s", summarize_results({path}, SummaryFormat::Text).c_str());
+    } catch (const std::exception& e) {  // the file is complete; a summary that fails is no reason to fail
+      log::warn(std::string("no summary: ") + first_line(e.what()));
+    }
+    std::printf("%s\n", path.c_str());
+    std::fflush(stdout);
+  }
+  world.barrier();
+}
+
 }  // namespace
 
 int sink_run(const RunFlags& flags, dist::Comm& world) {
@@ -444,6 +465,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     const auto any_write = fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write;
     if (!ec && fs::exists(st) && (st.permissions() & any_write) == fs::perms::none)
       throw ResourceError(results.string(), "is read-only; refusing to replace it (make it writable, or set another out:)");
+    if (!flags.resume) check_existing_results(cfg.out, cfg.text, flags.overwrite);  // --resume: the manifest decides
     prepare_partial_dir(cfg.out, cfg_sha, run_docs, flags.resume, run_inputs);
     if (flags.resume) check_checkpoints(cfg.out, runs, flags.bucket_size);  // here, once: not on one rank later
     fs::remove(results.string() + ".writing", ec);  // left by a run killed while writing; never a result
@@ -571,6 +593,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
                   o.viz = rc.step_viz;
                   o.geometry = rc.step_values;
                   o.sketch = rc.geometry_sketch;
+                  o.top_keys = rc.top_keys;
                   Observer obs(*model, o, T);
                   Hooks h;
                   obs.install(h);
@@ -662,7 +685,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   RunTimes t = times;
   t.end = now_iso();
   write_results(cfg.out, cfg, outcomes, t, world);
-  if (world.rank() == 0) std::printf("%s\n", (fs::path(cfg.out) / "results.h5").string().c_str());
+  finish_run(cfg.out, flags, world);
   return 0;
 }
 

@@ -19,6 +19,7 @@
 
 #include "sink/dist/comm.hpp"
 #include "sink/run/partial.hpp"
+#include "sink/run/results_schema.hpp"
 #include "sink/store/h5.hpp"
 #include "sink/util/error.hpp"
 #include "sink/util/fault.hpp"
@@ -163,6 +164,7 @@ void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& 
   dids.write_strings(lo, std::vector<std::string>(ids.begin() + lo, ids.begin() + hi));
   g.create("docs/n_tokens", h5::Type::I32, {N}).write_rows(lo, hi - lo, ntok.data() + lo);
   g.create("docs/truncated", h5::Type::U8, {N}).write_rows(lo, hi - lo, trunc.data() + lo);
+  write_doc_tokens(g, o, lo, hi);  // token ids and strings, the eval set's other fields
 
   // ---- per-document arrays from OUT/.partial, this rank's block of documents
   PartialStore store(out_dir, o.rc.name);
@@ -204,6 +206,7 @@ void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& 
     return (t[0] / t[1]).view(shape).to(at::kFloat);  // 0/0 = NaN where no document had a value
   };
   if (first.count(kMap)) write_tensor(g, kMap, mean_over_docs(kMap));
+  write_doc_maps(g, o, store);  // docs_to_show: their own attention maps
   auto sink_mean = mean_over_docs("basic/sink_score");
   auto t64_mean = mean_over_docs("basic/sink_score_t64");
   write_tensor(g, "summary/sink_score_mean", sink_mean);
@@ -370,6 +373,20 @@ void write_results(const std::string& out_dir, const Config& cfg, const std::vec
                                  "); the partial results are kept: fix that, then rerun with --resume");
   }
   world.barrier();
+  // Dimension scales and attributes, by one process on the closed file (deterministic:
+  // the same however many ranks wrote it).
+  std::string annotate_error;
+  if (world.rank() == 0) try {
+      annotate_results(tmp);
+    } catch (const std::exception& e) {
+      annotate_error = first_line(e.what());
+      ::unlink(tmp.c_str());
+    }
+  world.bcast(annotate_error, 0);
+  if (!annotate_error.empty())
+    throw ResourceError(tmp, "annotating the results failed: " + annotate_error +
+                                 "; the partial results are kept: rerun with --resume",
+                        /*on_every_rank=*/true);
   fault::at("results.closed");
   // The final name appears only once the file is whole: a crash never leaves a torn results.h5.
   if (world.rank() == 0) {

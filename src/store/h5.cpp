@@ -4,6 +4,7 @@
 #include "sink/store/h5.hpp"
 
 #include <hdf5.h>
+#include <hdf5_hl.h>
 #include <mpi.h>
 
 #include <algorithm>
@@ -392,10 +393,18 @@ Dataset Group::open(const std::string& name) const {
 }
 
 Dataset Group::create_strings(const std::string& name, std::int64_t n, std::size_t width) const {
+  return create_strings(name, std::vector<std::int64_t>{n}, width);
+}
+
+Dataset Group::create_strings(const std::string& name, const std::vector<std::int64_t>& dims, std::size_t width) const {
   const Ctx& c = ctx_of(ctx_);
-  if (n < 0) throw std::runtime_error(c.path + ": negative length for '" + name + "'");
+  std::vector<hsize_t> hd;
+  for (auto n : dims) {
+    if (n < 0) throw std::runtime_error(c.path + ": negative length for '" + name + "'");
+    hd.push_back(static_cast<hsize_t>(n));
+  }
   Object type = string_type(std::max<std::size_t>(width, 1), c, name);  // HDF5 has no 0-byte strings
-  Object space = simple_space({static_cast<hsize_t>(n)}, c, name);
+  Object space = simple_space(hd, c, name);
   Object lcpl = link_create_plist(c, name);
   Dataset d(H5CALL(c, name, H5Dcreate2, id_, name.c_str(), type.id(), space.id(), lcpl.id(), H5P_DEFAULT,
                    H5P_DEFAULT),
@@ -424,7 +433,27 @@ std::vector<std::string> Group::read_strings(const std::string& name) const {
   });
 }
 
+std::vector<std::string> Group::datasets() const {
+  const Ctx& c = ctx_of(ctx_);
+  std::vector<std::string> out;
+  auto visit = [](hid_t, const char* name, const H5O_info_t* info, void* data) -> herr_t {
+    if (info->type == H5O_TYPE_DATASET && std::strcmp(name, ".") != 0)
+      static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+    return 0;
+  };
+  H5CALL(c, "", H5Ovisit2, id_, H5_INDEX_NAME, H5_ITER_INC, visit, &out, H5O_INFO_BASIC);
+  return out;
+}
+
 // ---------------------------------------------------------------- Dataset
+
+void Dataset::make_scale(const std::string& name) const { H5CALL(ctx_of(ctx_), id_, H5DSset_scale, id_, name.c_str()); }
+
+void Dataset::attach_scale(const Dataset& scale, unsigned axis) const {
+  H5CALL(ctx_of(ctx_), id_, H5DSattach_scale, id_, scale.id(), axis);
+}
+
+bool Dataset::is_scale() const { return H5CALL(ctx_of(ctx_), id_, H5DSis_scale, id_) > 0; }
 
 namespace {
 // The memory type for transfers: a string dataset's own type, else the native type matching it.
@@ -501,7 +530,13 @@ void Dataset::write_rows(std::int64_t first, std::int64_t n, const void* data) c
 
 void Dataset::write_strings(std::int64_t first, const std::vector<std::string>& v) const {
   std::vector<char> buf = pack(v, string_width(), ctx_of(ctx_), name_of(id_));
-  write_rows(first, static_cast<std::int64_t>(v.size()), buf.data());
+  std::int64_t per_row = 1;  // strings per row of a dataset of more than one dimension
+  const auto d = dims();
+  for (std::size_t k = 1; k < d.size(); ++k) per_row *= d[k];
+  if (per_row == 0 ? !v.empty() : static_cast<std::int64_t>(v.size()) % per_row != 0)
+    throw std::runtime_error(ctx_of(ctx_).path + ": " + std::to_string(v.size()) + " strings are not whole rows of '" +
+                             name_of(id_) + "'");
+  write_rows(first, per_row == 0 ? 0 : static_cast<std::int64_t>(v.size()) / per_row, buf.data());
 }
 
 void Dataset::write_all(const void* data) const {

@@ -113,6 +113,9 @@ TEST_F(ConfigTest, DefaultsAndEveryKey) {
   EXPECT_EQ(r.sink_policy, "auto");
   EXPECT_DOUBLE_EQ(r.epsilon, 0.3);
   EXPECT_EQ(r.geometry_sketch, 32);
+  EXPECT_EQ(r.top_keys, 8);
+  EXPECT_EQ(r.docs_to_show, 4);
+  EXPECT_TRUE(r.docs_to_show_ids.empty());
   EXPECT_TRUE(r.step_basic && r.step_norms && r.step_values && r.step_viz);
 
   Config c = load(kBase +
@@ -124,6 +127,8 @@ TEST_F(ConfigTest, DefaultsAndEveryKey) {
                   "sink_policy: prepend\n"
                   "epsilon: 0.5\n"
                   "geometry_sketch: 8\n"
+                  "top_keys: 0\n"
+                  "docs_to_show: [doc-7, 12]\n"
                   "log_level: debug\n"
                   "steps: {viz: false}\n"
                   "intervention:\n"
@@ -143,6 +148,10 @@ TEST_F(ConfigTest, DefaultsAndEveryKey) {
   EXPECT_EQ(s.sink_policy, "prepend");
   EXPECT_DOUBLE_EQ(s.epsilon, 0.5);
   EXPECT_EQ(s.geometry_sketch, 8);
+  EXPECT_EQ(s.top_keys, 0);
+  EXPECT_EQ(s.docs_to_show, -1);
+  EXPECT_EQ(s.docs_to_show_ids, (std::vector<std::string>{"doc-7", "12"}));
+  EXPECT_EQ(load(kBase + "docs_to_show: 2\n").runs[0].docs_to_show, 2);
   EXPECT_TRUE(s.step_basic && s.step_norms && s.step_values);
   EXPECT_FALSE(s.step_viz);
   ASSERT_TRUE(s.intervention.has_value());
@@ -196,6 +205,8 @@ TEST_F(ConfigTest, EveryErrorNamesKeyAndFile) {
       {kBase + "max_docs: -1\n", "key 'max_docs': expected a non-negative integer, got -1"},
       {kBase + "max_tokens_to_show: -3\n", "key 'max_tokens_to_show': expected a positive integer, got -3"},
       {kBase + "geometry_sketch: [1]\n", "key 'geometry_sketch': expected an integer"},
+      {kBase + "top_keys: -1\n", "key 'top_keys': expected a non-negative integer, got -1"},
+      {kBase + "docs_to_show: -2\n", "key 'docs_to_show': expected a non-negative integer, got -2"},
       {kBase + "max_tokens_to_show: 600\n",
        "key 'max_tokens_to_show': must not exceed max_tokens_to_calc (512), got 600"},
       {kBase + "max_tokens_to_calc: 16\n",

@@ -167,3 +167,22 @@ TEST_F(EvalSet, Sha256FileAcrossReadChunks) {
 }
 
 }  // namespace
+
+namespace {
+// The eval set's other fields are kept (results.h5 stores them as docs/<field>): strings as they are,
+// anything else as its JSON text, in name order; the id and the text field are not among them.
+TEST_F(EvalSet, KeepsTheOtherFields) {
+  auto p = write("f.jsonl",
+                 "{\"id\": 16, \"n_tokens\": 512, \"source_id\": \"sotu-1907_theodore_roosevelt_r\", \"text\": \"a\"}\n"
+                 "{\"id\": \"b\", \"body\": \"x\", \"text\": \"b\", \"tags\": [1, \"two\"], \"ok\": true}\n");
+  auto d = read_eval_jsonl(p);
+  ASSERT_EQ(d.size(), 2u);
+  using F = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(d[0].fields, (F{{"n_tokens", "512"}, {"source_id", "sotu-1907_theodore_roosevelt_r"}}));
+  EXPECT_EQ(d[1].fields, (F{{"body", "x"}, {"ok", "true"}, {"tags", "[1,\"two\"]"}}));
+  auto q = write("g.jsonl", "{\"id\": \"b\", \"body\": \"x\", \"text\": \"b\"}\n");
+  auto e = read_eval_jsonl(q, "body");  // another text field: "text" is then an ordinary field
+  EXPECT_EQ(e[0].text, "x");
+  EXPECT_EQ(e[0].fields, (F{{"text", "b"}}));
+}
+}  // namespace

@@ -613,7 +613,7 @@ def finished(tmp_path):
     """A finished run in tmp/out (its .partial kept), and its config."""
     cfg = tmp_path / "a.yaml"
     cfg.write_text(config_text(tmp_path))
-    r = sink_run(cfg)
+    r = sink_run(cfg, "--keep-partial")
     assert r.returncode == 0, r.stderr
     res = tmp_path / "out" / "results.h5"
     return cfg, res, sha(res)

@@ -116,7 +116,7 @@ def test_killed_rank_then_resume(tmp_path):
 
 def test_resume_refuses_another_config(tmp_path):
     cfg = config(tmp_path, "a", n=4)
-    sink_run(cfg)
+    sink_run(cfg, "--keep-partial")  # .partial goes once results.h5 is complete, unless kept
     other = config(tmp_path, "b", n=4, out=tmp_path / "out_a", max_tokens_to_calc=32)
     r = sink_run(other, "--resume", check=False)
     assert r.returncode == 2

@@ -66,8 +66,8 @@ def test_observe_srun_then_requeue(slurm, data):
     d, ev = data
     out = d / "observe_srun"
     cfg = run_config(d, ev, os.path.join(TINY, "llama"), out)
-    jobid, recs, log = submit_and_wait(d, "slurm/observe.sbatch", "--ntasks-per-node=2", [cfg], name="obs-srun",
-                                       env=dict(SINK_LAUNCHER="srun"))
+    jobid, recs, log = submit_and_wait(d, "slurm/observe.sbatch", "--ntasks-per-node=2", [cfg, "--keep-partial"],
+                                       name="obs-srun", env=dict(SINK_LAUNCHER="srun"))
     assert_completed(recs, [log])
     text = read_log(log)
     assert "srun --mpi=pmix" in text and "--resume" not in text, text
@@ -76,13 +76,21 @@ def test_observe_srun_then_requeue(slurm, data):
     progress = [line for line in text.splitlines() if re.search(rf"\] llama: \d+/{N} documents, .* tok/s", line)]
     assert len(progress) >= 2 and progress[-1].split("] llama: ")[1].startswith(f"{N}/{N} documents"), text
     check_results(out, "llama", 2)
-    # requeued (as after a node failure or preemption): the job runs again and continues from OUT/.partial
+    assert (out / ".partial" / "manifest.json").exists()  # kept (--keep-partial)
+    # requeued after it finished: results.h5 is newer than the manifest, so the job does not resume a
+    # finished run; it runs afresh (the same config: no --overwrite needed)
     requeue(jobid)
     recs = wait(jobid, TINY_JOB)
     assert_completed(recs, [log])
     assert int(recs[0]["Restarts"]) == 1, recs
+    # requeued with the run incomplete (as after a node failure: partial results, no results.h5): it resumes
+    os.unlink(out / "results.h5")
+    requeue(jobid)
+    recs = wait(jobid, TINY_JOB)
+    assert_completed(recs, [log])
+    assert int(recs[0]["Restarts"]) == 2, recs
     runs = [line for line in read_log(log).splitlines() if "running: " in line]
-    assert len(runs) == 2 and "--resume" not in runs[0] and "--resume" in runs[1], runs
+    assert len(runs) == 3 and "--resume" not in runs[0] and "--resume" not in runs[1] and "--resume" in runs[2], runs
     check_results(out, "llama", 2)
 
 

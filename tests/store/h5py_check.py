@@ -3,6 +3,7 @@
     h5py_check.py rows FILE N RANKS  rows written collectively by the ranks
     h5py_check.py attrs FILE         attributes and string datasets, with their Python types
     h5py_check.py write-vlen FILE    writes a file the way h5py users do (variable-length strings)
+    h5py_check.py scales FILE        dimension scales attached by sink::h5, and [N, P] string rows
 
 Exits non-zero with a message on the first mismatch.
 """
@@ -11,6 +12,18 @@ import sys
 
 import h5py
 import numpy as np
+
+
+def check_scales(path):
+    with h5py.File(path, "r") as f:
+        x = f["run/basic/score"]
+        assert [len(d) for d in x.dims] == [1, 1]
+        assert x.dims[0][0].name == "/run/doc" and x.dims[1][0].name == "/run/head"
+        assert list(x.dims[0][0].asstr()[()]) == ["a", "bb"] and list(x.dims[1][0][()]) == [0, 1, 2]
+        assert f["run/doc"].attrs["CLASS"] == b"DIMENSION_SCALE" and f["run/doc"].attrs["NAME"] == b"doc"
+        t = f["run/docs/tokens"]
+        assert t.shape == (2, 3)
+        assert t.asstr()[()].tolist() == [["<s>", " the", ""], ["x", "ü", "end"]], t.asstr()[()]
 
 
 def check_rows(path, n, n_ranks):
@@ -83,5 +96,7 @@ if __name__ == "__main__":
         check_attrs(path)
     elif mode == "write-vlen":
         write_vlen(path)
+    elif mode == "scales":
+        check_scales(path)
     else:
         sys.exit(f"unknown mode {mode}")

@@ -202,8 +202,7 @@ TEST(Store, AttributesAndStringsReadAsPythonTypes) {
     EXPECT_TRUE(contains(error_of([&] { (void)f.attr_int("ppl"); }), "not an integer"));
     EXPECT_TRUE(contains(error_of([&] { (void)f.attr_string("ppl"); }), "not a string"));
     EXPECT_TRUE(contains(error_of([&] { (void)f.attr_double("layers"); }), "not a single value"));
-    EXPECT_EQ(g.read_strings("docs/id"),
-              (std::vector<std::string>{"a", "", "ünïcode", std::string(40, 'x')}));
+    EXPECT_EQ(g.read_strings("docs/id"), (std::vector<std::string>{"a", "", "ünïcode", std::string(40, 'x')}));
     EXPECT_TRUE(g.read_strings("nothing").empty());
     EXPECT_EQ(g.attr_string("model_id"), "Qwen/Qwen3-8B-Base");
   }
@@ -301,6 +300,38 @@ TEST(Store, SerialFileGroupsAndHandles) {
     File one = File::create(dir / "one.h5", &w);
     EXPECT_FALSE(one.parallel());
   }
+}
+
+// Dimension scales (what xarray/netCDF read as named dimensions), the listing of every
+// dataset, and [N, P] string rows; h5py checks the scales and the strings.
+TEST(Store, DimensionScalesListingAndStringRows) {
+  Comm w = Comm::world();
+  TempDir dir(w);
+  const std::string path = dir / ("scales-" + std::to_string(w.rank()) + ".h5");
+  {
+    File f = File::create(path);
+    Group g = f.group("run");
+    Dataset x = g.create("basic/score", Type::F32, {2, 3});
+    std::vector<float> v{0, 1, 2, 3, 4, 5};
+    x.write_all(v.data());
+    g.write_strings("doc", {"a", "bb"});
+    Dataset doc = g.open("doc");
+    Dataset head = g.create("head", Type::I64, {3});
+    std::vector<std::int64_t> h{0, 1, 2};
+    head.write_all(h.data());
+    doc.make_scale("doc");
+    head.make_scale("head");
+    x.attach_scale(doc, 0);
+    x.attach_scale(head, 1);
+    EXPECT_TRUE(doc.is_scale() && head.is_scale());
+    EXPECT_FALSE(x.is_scale());
+    Dataset t = g.create_strings("docs/tokens", {2, 3}, 4);
+    t.write_strings(0, {"<s>", " the", "", "x", "ü", "end"});
+    EXPECT_TRUE(contains(error_of([&] { t.write_strings(0, {"a", "b"}); }), "not whole rows"));
+    EXPECT_EQ(g.datasets(), (std::vector<std::string>{"basic/score", "doc", "docs/tokens", "head"}));
+  }
+  w.barrier();
+  EXPECT_EQ(h5py_check(w, "scales " + (dir / "scales-0.h5")), 0);  // rank 0's file
 }
 
 }  // namespace

@@ -20,11 +20,13 @@ SOURCE = os.environ.get("SINK_SOURCE_DIR", os.path.join(os.path.dirname(__file__
 TOOL = os.path.join(SOURCE, "tools", "plot_results.py")
 SHOW = [0, 2]
 
-FULL = ["sink_score.png", "sink_score_wireframe.png", "geometry.png", "mean_direction_pca.png", "norms.png",
-        "massive_activations.png", "values.png", "ssp_ppl.png", "ssp_resid.png", "ssp_kl.png"] + \
-       [f"attention_map_layer{l:02d}.png" for l in SHOW]
+BASIC = ["sink_score.png", "sink_score_wireframe.png", "entropy.png", "token_sink_score.png", "secondary_sinks.png",
+         "norms.png", "massive_activations.png"]
+FULL = BASIC + ["geometry.png", "mean_direction_pca.png", "values.png", "ssp_ppl.png", "ssp_resid.png",
+                "ssp_kl.png"] + [f"attention_map_layer{l:02d}.png" for l in SHOW] + \
+       [f"doc_attention_map_{k}_layer{l:02d}.png" for k in range(4) for l in SHOW]  # docs_to_show: 4 by default
 # qwen3 runs without viz (no attention maps), values (no value metrics, no geometry) and SSP
-PARTIAL = ["sink_score.png", "sink_score_wireframe.png", "norms.png", "massive_activations.png"]
+PARTIAL = BASIC
 EXPECTED = {"llama": FULL, "qwen3": PARTIAL}
 
 
@@ -108,6 +110,85 @@ def test_plots_every_run(results, tmp_path):
     assert html.count("<figcaption>") == len(on_disk)
     assert "no ssp/ group" in html and "no basic/attention_map" in html
     assert "Failed" not in html
+    # a table of contents linking every figure; the warning on 6 documents (fewer than 10)
+    assert "<nav id='contents'>" in html
+    assert len(re.findall(r"<li><a href='#(llama|qwen3)-\d+'>", html)) == len(on_disk)
+    assert "rests on 6 documents" in html
+
+
+def test_outline_marks_heads_above_epsilon(results, tmp_path):
+    """Each head whose mean α exceeds ε gets its own box, and no other: on a file with known heads above ε (the
+    real run's α with three heads set above ε), and on the real run itself (ε lowered so that some are above)."""
+    sys.path.insert(0, os.path.dirname(TOOL))
+    import plot_results as pr
+    known = tmp_path / "known.h5"
+    with h5py.File(results) as f, h5py.File(known, "w") as k:
+        f.copy("llama", k)
+        g = k["llama"]
+        a = g["basic/sink_score"][()]
+        a[:] = 0.05
+        for l, h in ((0, 1), (1, 3), (2, 0)):
+            a[:, l, h] = 0.9
+        g["basic/sink_score"][...] = a
+        g["summary"].attrs["epsilon"] = 0.3
+        with h5py.File(results) as f2:
+            eps_real = float(np.median(f2["llama/summary/sink_score_mean"][()]))
+    cases = [(known, "llama", {(0, 1), (1, 3), (2, 0)})]
+    with h5py.File(results) as f:
+        m = np.nanmean(f["llama/basic/sink_score"][()], axis=0)
+    real = tmp_path / "real.h5"
+    with h5py.File(results) as f, h5py.File(real, "w") as k:
+        f.copy("llama", k)
+        k["llama/summary"].attrs["epsilon"] = eps_real
+    cases.append((real, "llama", {(int(l), int(h)) for l, h in zip(*np.nonzero(m > eps_real))}))
+    for path, run, want in cases:
+        assert want and len(want) < m.size  # some above, some below
+        with h5py.File(path) as f:
+            fig, cap = pr.sink_score_figure(f[run], run)
+        ax = fig.axes[0]  # the α panel
+        got = {tuple(int(x) for x in p.get_gid().split(":")[1].split(",")) for p in ax.patches
+               if (p.get_gid() or "").startswith("above-eps:")}
+        assert got == want, (path, got, want)
+        for p in ax.patches:  # each box is one cell, inside it
+            if (p.get_gid() or "").startswith("above-eps:"):
+                r, c = map(int, p.get_gid().split(":")[1].split(","))
+                assert c - 0.5 < p.get_x() < c and r - 0.5 < p.get_y() < r and p.get_width() < 1
+        assert "own red box" in cap
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("fmt,magic", [("svg", b"<?xml"), ("pdf", b"%PDF")])
+def test_vector_formats(results, tmp_path, fmt, magic):
+    out = tmp_path / fmt
+    r = plot(results, "--out", out, "--run", "llama", "--format", fmt)
+    assert r.returncode == 0, r.stdout + r.stderr
+    files = sorted(os.listdir(out / "llama"))
+    assert files == sorted(n[:-4] + "." + fmt for n in FULL), files
+    for n in files:
+        assert (out / "llama" / n).read_bytes()[:5].startswith(magic[:4]), n
+    html = (out / "index.html").read_text()
+    assert f"llama/sink_score.{fmt}" in html
+
+
+def test_screenshot_in_headless_chromium(results, tmp_path):
+    """The plots page as a browser renders it (Debian's chromium, headless): the page and its images load."""
+    import shutil
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "chromium is missing (tools/setup.sh installs it: apt-get install chromium)"
+    out = tmp_path / "plots"
+    assert plot(results, "--out", out, "--run", "llama").returncode == 0
+    shot = tmp_path / "page.png"
+    r = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=1300,2000", f"--screenshot={shot}", (out / "index.html").as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
+    import matplotlib.image as mpimg
+    img = mpimg.imread(shot)
+    assert img.shape[:2] == (2000, 1300)
+    # the first figure (the sink-score heatmap) is drawn: many distinct colours, not a page of text and broken images
+    colours = np.unique((img[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)
+    assert len(colours) > 500, len(colours)
 
 
 def test_plots_one_run_and_default_out(results, tmp_path):

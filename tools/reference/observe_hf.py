@@ -79,6 +79,7 @@ def main():
     ap.add_argument("--max-total-tokens", type=int, default=4096)
     ap.add_argument("--epsilon", type=float, default=0.3)
     ap.add_argument("--token-ids", help="JSON file with a list of token-id lists (overrides tokenizing)")
+    ap.add_argument("--top-keys", type=int, default=8, help="k of basic/top_key_mass (sink-run's top_keys)")
     a = ap.parse_args()
     torch.manual_seed(0)
     m, tok = load(a.model)
@@ -134,7 +135,7 @@ def main():
         Tc = min(T, P)
         with torch.no_grad():
             r = m(torch.tensor([ids]), output_attentions=True, output_hidden_states=True)
-        ss, t64, ent, entn, toks = [], [], [], [], []
+        ss, t64, ent, entn, toks, topm = [], [], [], [], [], []
         vals = {k: [] for k in ("sink_out_norm", "update_norm", "sink_share", "update_minus_sink_norm",
                                 "v_sink_norm", "v_other_norm", "k_sink_norm", "k_other_norm")}
         attn_n, mlp_n = [], []
@@ -158,6 +159,12 @@ def main():
             for j in range(min(S, Tc)):
                 ts[:, j] = A[:, j:Tc, j].mean(1).numpy()
             toks.append(ts)
+            # top keys by attention mass over every key j < T_c: m[j] = mean over s < i < T_c of A[i, j]
+            tm = np.full((H, a.top_keys), np.nan)
+            if Tc > s + 1:
+                mass = np.sort(A[:, s + 1:Tc, :Tc].mean(1).numpy(), axis=1)[:, ::-1][:, :a.top_keys]
+                tm[:, :mass.shape[1]] = mass
+            topm.append(tm)
             if l in show:
                 mp = np.full((H, S, S), np.nan)
                 k = min(S, T)
@@ -231,6 +238,7 @@ def main():
         put("basic/entropy", ent)
         put("basic/entropy_norm", entn)
         put("basic/token_sink_score", toks)
+        put("basic/top_key_mass", topm)
         for k, v in vals.items():
             put("values/" + k, v)
         put("norms/attn_out", attn_n)

@@ -41,6 +41,9 @@ struct RunConfig {
   std::string sink_policy = "auto";          // auto | bos | prepend | first
   double epsilon = 0.3;                      // sink-rate threshold
   std::int64_t geometry_sketch = 32;         // PCA sketch width for large d (see docs/metrics.md)
+  std::int64_t top_keys = 8;                 // k: keys kept per (l, h) by attention mass over all j < T_c
+  std::int64_t docs_to_show = 4;             // per-document attention maps: the first n documents,
+  std::vector<std::string> docs_to_show_ids; // or (docs_to_show = -1) these document ids
   std::optional<InterventionConfig> intervention;
 };
 

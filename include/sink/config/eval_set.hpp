@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sink {
@@ -12,6 +13,8 @@ namespace sink {
 struct EvalDoc {
   std::string id;  // the "id" field as a string (numbers are printed), or the line number if absent
   std::string text;
+  // The line's other fields (source_id, ...), in name order: strings as they are, other values as JSON text.
+  std::vector<std::pair<std::string, std::string>> fields;
 };
 
 // Reads every document. A malformed line, a missing or non-string text

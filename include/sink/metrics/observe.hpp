@@ -27,6 +27,7 @@ struct ObserveOptions {
   bool geometry = true;                  // accumulate C/R geometry (needs values)
   bool mu = false;                       // accumulate μ statistics (calibration)
   int massive_k = 4;                     // massive activations: top-k |h| dims at the sink
+  std::int64_t top_keys = 0;             // k keys per (l, h) by attention mass over all j < T_c (0: none)
   std::int64_t sketch = 32;              // PCA sketch width for d > kExactPcaMaxDim
 };
 
@@ -58,6 +59,7 @@ class Observer {
   at::Tensor sink_rows_;                           // [L + 1, d]: the hidden state at the sink
   at::Tensor a_sink_, ent_, learned_;              // [L, H, T_c]: A[i, s], entropy, learned-sink mass of row i
   at::Tensor tok_sum_;                             // [L, H, S]: Σ_{i >= j} A[i, j]
+  at::Tensor col_sum_;                             // [L, H, T_c]: Σ_{s < i < T_c} A[i, j] (top keys)
   at::Tensor maps_;                                // [shown layers, H, S, S]
   std::vector<int> show_slot_;                     // layer → index in maps_, or -1
   at::Tensor kv_norm_;                             // [L, 2, T_c, H_kv]: ‖k_i‖, ‖v_i‖

@@ -22,6 +22,8 @@ struct PreparedDoc {
   std::string id;
   std::vector<std::int64_t> ids;
   bool truncated = false;
+  std::vector<std::pair<std::string, std::string>> fields;  // the eval set's other fields (EvalDoc::fields)
+  std::vector<std::string> tokens;  // the first max_tokens_to_calc tokens decoded one by one (valid UTF-8)
 };
 
 struct SinkPolicy {

@@ -21,6 +21,8 @@ struct RunFlags {
   std::int64_t bucket_size = 4;   // documents per bucket (unit of work and checkpoint)
   bool progress = true;
   double progress_seconds = 60;   // in a log (stderr not a terminal): a line every 10 % or this often
+  bool overwrite = false;     // replace a complete results.h5 of another config
+  bool keep_partial = false;  // keep OUT/.partial once results.h5 is complete
 };
 
 int sink_run(const RunFlags& flags, dist::Comm& world);

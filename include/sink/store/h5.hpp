@@ -61,6 +61,7 @@ class Object {
   bool valid() const { return id_ >= 0; }
   const std::string& file_path() const;  // "" for a bare id
   bool parallel() const { return ctx_ && ctx_->parallel; }
+  int file_rank() const { return ctx_ ? ctx_->rank : 0; }  // this process's rank in a parallel file, else 0
 
   // Attributes (collective in parallel files: every rank writes the same value).
   void attr(const std::string& name, const std::string& v) const;
@@ -102,6 +103,10 @@ class Group : public Object {
   // A fixed-length UTF-8 string dataset [n] of `width` bytes per string, for ranks to fill
   // their rows with Dataset::write_strings (NUL-padded; h5py reads bytes, .asstr() gives str).
   Dataset create_strings(const std::string& name, std::int64_t n, std::size_t width) const;
+  // The same with any shape ([N, P] token strings); Dataset::write_strings fills whole rows.
+  Dataset create_strings(const std::string& name, const std::vector<std::int64_t>& dims, std::size_t width) const;
+  // Every dataset below this group, as paths relative to it, in name order (recursive).
+  std::vector<std::string> datasets() const;
 };
 
 class Dataset : public Object {
@@ -124,6 +129,11 @@ class Dataset : public Object {
   // (an InputError naming the file otherwise): a buffer is never read as another type.
   void read_all_as(Type want, void* data) const;
   Type type() const { return type_; }
+  // HDF5 dimension scales (H5DS, what netCDF-4 and xarray read as named dimensions):
+  // makes this dataset the scale of dimension `name`, or attaches `scale` to axis `axis`.
+  void make_scale(const std::string& name) const;
+  void attach_scale(const Dataset& scale, unsigned axis) const;
+  bool is_scale() const;
 
  private:
   friend class Group;
