@@ -50,8 +50,9 @@ class GgufSpmTokenizer final : public Tokenizer {
     if (n == 0) throw InputError(path_, "tokenizer.ggml.tokens is empty");
     if (f.has("tokenizer.ggml.scores")) {
       auto s = f.get_float_array("tokenizer.ggml.scores");
-      if (s.size() != n) throw InputError(path_, "tokenizer.ggml.scores has " + std::to_string(s.size()) +
-                                                     " entries for " + std::to_string(n) + " tokens");
+      if (s.size() != n)
+        throw InputError(path_, "tokenizer.ggml.scores has " + std::to_string(s.size()) + " entries for " +
+                                    std::to_string(n) + " tokens");
       scores_.assign(s.begin(), s.end());
     } else {
       scores_.assign(n, 0.0f);
@@ -59,8 +60,9 @@ class GgufSpmTokenizer final : public Tokenizer {
     types_.assign(n, kNormal);
     if (f.has("tokenizer.ggml.token_type")) {
       auto t = f.get_int_array("tokenizer.ggml.token_type");
-      if (t.size() != n) throw InputError(path_, "tokenizer.ggml.token_type has " + std::to_string(t.size()) +
-                                                     " entries for " + std::to_string(n) + " tokens");
+      if (t.size() != n)
+        throw InputError(path_, "tokenizer.ggml.token_type has " + std::to_string(t.size()) + " entries for " +
+                                    std::to_string(n) + " tokens");
       for (std::size_t i = 0; i < n; ++i) types_[i] = static_cast<int>(t[i]);
     }
     auto id_key = [&](const char* key, std::int64_t def) -> std::optional<std::int32_t> {
@@ -94,9 +96,8 @@ class GgufSpmTokenizer final : public Tokenizer {
         if (p > 0 && (p < kMeta.size() || t.compare(p - kMeta.size(), kMeta.size(), kMeta) != 0)) cross = true;
     }
     split_words_ = !cross;
-    std::sort(specials_.begin(), specials_.end(), [&](std::int32_t a, std::int32_t b) {
-      return tokens_[a].size() > tokens_[b].size();
-    });
+    std::sort(specials_.begin(), specials_.end(),
+              [&](std::int32_t a, std::int32_t b) { return tokens_[a].size() > tokens_[b].size(); });
   }
 
   std::vector<std::int32_t> encode(std::string_view text, bool add_special) const override {
@@ -108,8 +109,14 @@ class GgufSpmTokenizer final : public Tokenizer {
     for (std::size_t i = 0; i < text.size();) {
       std::int32_t hit = -1;
       for (std::int32_t s : specials_)
-        if (text.compare(i, tokens_[s].size(), tokens_[s]) == 0) { hit = s; break; }
-      if (hit < 0) { ++i; continue; }
+        if (text.compare(i, tokens_[s].size(), tokens_[s]) == 0) {
+          hit = s;
+          break;
+        }
+      if (hit < 0) {
+        ++i;
+        continue;
+      }
       encode_text(text.substr(start, i - start), start == 0, ids);
       ids.push_back(hit);
       i += tokens_[hit].size();
@@ -124,7 +131,8 @@ class GgufSpmTokenizer final : public Tokenizer {
     std::string out, pending;
     auto flush = [&] {
       if (pending.empty()) return;
-      if (tok::is_valid_utf8(pending)) out += pending;
+      if (tok::is_valid_utf8(pending))
+        out += pending;
       else
         for (std::size_t k = 0; k < pending.size(); ++k) out += "\xEF\xBF\xBD";
       pending.clear();
@@ -140,8 +148,11 @@ class GgufSpmTokenizer final : public Tokenizer {
       }
       flush();
       for (std::size_t i = 0; i < t.size();) {
-        if (t.compare(i, kMeta.size(), kMeta) == 0) { out += ' '; i += kMeta.size(); }
-        else out += t[i++];
+        if (t.compare(i, kMeta.size(), kMeta) == 0) {
+          out += ' ';
+          i += kMeta.size();
+        } else
+          out += t[i++];
       }
     }
     flush();
@@ -173,8 +184,10 @@ class GgufSpmTokenizer final : public Tokenizer {
     s.reserve(text.size() + 16);
     if (at_start && add_space_prefix_) s += kMeta;
     for (char c : text) {
-      if (c == ' ') s += kMeta;
-      else s += c;
+      if (c == ' ')
+        s += kMeta;
+      else
+        s += c;
     }
     if (!split_words_) return encode_word(s, ids);
     // Cut before each "▁" that follows a non-"▁" char: no token spans such a cut.
@@ -201,7 +214,11 @@ class GgufSpmTokenizer final : public Tokenizer {
       }
     }
     // Symbols as llama2.c forms them: a lead byte and up to 3 continuation bytes.
-    struct Sym { std::int32_t id; std::size_t a, len; int prev, next; };
+    struct Sym {
+      std::int32_t id;
+      std::size_t a, len;
+      int prev, next;
+    };
     std::vector<Sym> sym;
     for (std::size_t i = 0; i < w.size();) {
       std::size_t len = 1;
@@ -223,10 +240,12 @@ class GgufSpmTokenizer final : public Tokenizer {
       sym[i].next = i + 1 < n ? i + 1 : -1;
     }
     // The merged text of two adjacent symbols is the text of their tokens.
-    struct Cand { float score; int left, right; std::int32_t lid, rid, id; };
-    auto worse = [](const Cand& x, const Cand& y) {
-      return x.score != y.score ? x.score < y.score : x.left > y.left;
+    struct Cand {
+      float score;
+      int left, right;
+      std::int32_t lid, rid, id;
     };
+    auto worse = [](const Cand& x, const Cand& y) { return x.score != y.score ? x.score < y.score : x.left > y.left; };
     std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
     std::string buf;
     auto try_pair = [&](int l, int r) {
@@ -282,9 +301,13 @@ class GgufSpmTokenizer final : public Tokenizer {
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const GGUFFile& f) {
   std::string model = f.has("tokenizer.ggml.model") ? f.get_string("tokenizer.ggml.model") : "";
   if (model == "gpt2") return tok::make_gguf_bpe_tokenizer(f);
+  // Gemma 3's SentencePiece vocabulary: HF converts it by architecture to a Unigram model.
+  if (model == "llama" && f.has("general.architecture") && f.get_string("general.architecture") == "gemma3")
+    return tok::make_gguf_gemma_tokenizer(f);
   if (model != "llama")
-    throw InputError(f.path(), "tokenizer.ggml.model '" + model +
-                                   "' is not supported (only llama SentencePiece and gpt2 byte-level BPE vocabularies)");
+    throw InputError(f.path(),
+                     "tokenizer.ggml.model '" + model +
+                         "' is not supported (only llama SentencePiece and gpt2 byte-level BPE vocabularies)");
   return std::make_unique<GgufSpmTokenizer>(f);
 }
 
