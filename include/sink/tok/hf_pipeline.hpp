@@ -89,7 +89,8 @@ struct Pipeline {
 
 // The tokenizer for a pipeline; bos/eos names come from tokenizer_config.json
 // when there is one (empty: take them from the post-processor).
-std::unique_ptr<Tokenizer> make_hf_tokenizer(Pipeline p, const std::string& bos_token, const std::string& eos_token);
+std::unique_ptr<Tokenizer> make_hf_tokenizer(Pipeline p, const std::string& bos_token,
+                                             const std::string& eos_token);
 
 // Parses tokenizer.json text; throws InputError naming `path`.
 Pipeline parse_tokenizer_json(const std::string& path, const std::string& text);
@@ -100,8 +101,5 @@ Pipeline parse_sentencepiece_model(const std::string& path, const std::string& b
 // the pipeline HF transformers' GGUF conversion builds for the file's
 // architecture (src/tok/gguf_bpe.cpp); throws InputError naming the file.
 std::unique_ptr<Tokenizer> make_gguf_bpe_tokenizer(const GGUFFile& f);
-// The Gemma (SentencePiece) vocabulary of a GGUF file of architecture gemma3 as HF
-// transformers' GGUFGemmaConverter builds it: Unigram over the scores (src/tok/gguf_unigram.cpp).
-std::unique_ptr<Tokenizer> make_gguf_gemma_tokenizer(const GGUFFile& f);
 
 }  // namespace sink::tok
