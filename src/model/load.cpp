@@ -6,9 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "family.hpp"
 #include "sink/model/model.hpp"
@@ -26,9 +25,12 @@ std::string resolve_model_path(const std::string& p) {
   if (slash == std::string::npos || p.find('/', slash + 1) != std::string::npos || p.rfind('.', 0) == 0)
     throw InputError(p, "no such file or directory");
   fs::path hub;
-  if (const char* c = std::getenv("HF_HUB_CACHE")) hub = c;
-  else if (const char* h = std::getenv("HF_HOME")) hub = fs::path(h) / "hub";
-  else if (const char* home = std::getenv("HOME")) hub = fs::path(home) / ".cache" / "huggingface" / "hub";
+  if (const char* c = std::getenv("HF_HUB_CACHE"))
+    hub = c;
+  else if (const char* h = std::getenv("HF_HOME"))
+    hub = fs::path(h) / "hub";
+  else if (const char* home = std::getenv("HOME"))
+    hub = fs::path(home) / ".cache" / "huggingface" / "hub";
   const fs::path repo = hub / ("models--" + p.substr(0, slash) + "--" + p.substr(slash + 1));
   if (!fs::is_directory(repo / "snapshots"))
     throw InputError(p, "not a local path and not in the HF cache (" + repo.string() + "); download it first");
@@ -39,7 +41,8 @@ std::string resolve_model_path(const std::string& p) {
   fs::path best;
   fs::file_time_type best_t{};
   for (const auto& e : fs::directory_iterator(repo / "snapshots"))
-    if (e.is_directory() && (best.empty() || e.last_write_time() > best_t)) best = e.path(), best_t = e.last_write_time();
+    if (e.is_directory() && (best.empty() || e.last_write_time() > best_t))
+      best = e.path(), best_t = e.last_write_time();
   if (best.empty()) throw InputError(repo.string(), "HF cache entry has no snapshot");
   return best.string();
 }
@@ -62,8 +65,8 @@ at::Tensor Taker::raw(const std::string& name, std::vector<std::int64_t> shape) 
   if (!src.has(name)) throw InputError(src.where(name), "missing tensor '" + name + "'");
   at::Tensor t = src.get(name);
   if (t.sizes() != at::IntArrayRef(shape))
-    throw InputError(src.where(name), "tensor '" + name + "' has shape " + shape_str(t.sizes()) + ", expected " +
-                                          shape_str(shape));
+    throw InputError(src.where(name),
+                     "tensor '" + name + "' has shape " + shape_str(t.sizes()) + ", expected " + shape_str(shape));
   return t;
 }
 
@@ -87,11 +90,18 @@ Weights take_weights(const ModelSpec& s, const Taker& take) {
     case Family::Llama:
     case Family::Mistral:
     case Family::Qwen2:
-    case Family::Qwen3: return detail::take_llama_like(s, take);
-    case Family::Gemma2: return detail::take_gemma2(s, take);
-    case Family::Phi3: return detail::take_phi3(s, take);
-    case Family::GPTNeoX: return detail::take_gpt_neox(s, take);
-    case Family::GPTOSS: return detail::take_gpt_oss(s, take);
+    case Family::Qwen3:
+      return detail::take_llama_like(s, take);
+    case Family::Gemma2:
+      return detail::take_gemma2(s, take);
+    case Family::Gemma3:
+      return detail::take_gemma3(s, take);
+    case Family::Phi3:
+      return detail::take_phi3(s, take);
+    case Family::GPTNeoX:
+      return detail::take_gpt_neox(s, take);
+    case Family::GPTOSS:
+      return detail::take_gpt_oss(s, take);
   }
   throw std::logic_error("unknown family");
 }
@@ -99,7 +109,8 @@ Weights take_weights(const ModelSpec& s, const Taker& take) {
 // generation_config.json / tokenizer_config.json details the run needs.
 void read_tokenizer_facts(const fs::path& dir, ModelSpec& s) {
   // Llama 2, Mistral and Gemma add BOS; the others do not (HF post-processors).
-  s.adds_bos = s.family == Family::Llama || s.family == Family::Mistral || s.family == Family::Gemma2;
+  s.adds_bos = s.family == Family::Llama || s.family == Family::Mistral || s.family == Family::Gemma2 ||
+               s.family == Family::Gemma3;
   const fs::path tc = dir / "tokenizer_config.json";
   if (fs::exists(tc)) {
     try {
@@ -116,10 +127,14 @@ void read_tokenizer_facts(const fs::path& dir, ModelSpec& s) {
 std::unique_ptr<Model> load_model(const std::string& path_or_id, const LoadOptions& opt) {
   const std::string path = resolve_model_path(path_or_id);
   at::ScalarType dt;
-  if (opt.dtype == "float32") dt = at::kFloat;
-  else if (opt.dtype == "bfloat16") dt = at::kBFloat16;
-  else if (opt.dtype == "float16") dt = at::kHalf;
-  else throw InputError("dtype", "unknown dtype '" + opt.dtype + "' (float32, bfloat16 or float16)");
+  if (opt.dtype == "float32")
+    dt = at::kFloat;
+  else if (opt.dtype == "bfloat16")
+    dt = at::kBFloat16;
+  else if (opt.dtype == "float16")
+    dt = at::kHalf;
+  else
+    throw InputError("dtype", "unknown dtype '" + opt.dtype + "' (float32, bfloat16 or float16)");
   at::Device dev(opt.device == "auto" ? "cpu" : opt.device);
   c10::InferenceMode guard;
   // TF32 off: float32 runs are IEEE float32 on every device (HF's default too), so float32
@@ -135,7 +150,8 @@ std::unique_ptr<Model> load_model(const std::string& path_or_id, const LoadOptio
   } else {
     fs::path dir = fs::is_directory(path) ? fs::path(path) : fs::path(path).parent_path();
     const fs::path cfg = dir / "config.json";
-    if (!fs::exists(cfg)) throw InputError(path, "no config.json here (expected an HF snapshot folder or a .gguf file)");
+    if (!fs::exists(cfg))
+      throw InputError(path, "no config.json here (expected an HF snapshot folder or a .gguf file)");
     spec = spec_from_hf_config(cfg.string());
     read_tokenizer_facts(dir, spec);
     src = open_safetensors_source(dir.string());

@@ -22,6 +22,8 @@ const char* family_name(Family f) {
       return "qwen3";
     case Family::Gemma2:
       return "gemma2";
+    case Family::Gemma3:
+      return "gemma3";
     case Family::Phi3:
       return "phi3";
     case Family::GPTNeoX:
@@ -72,8 +74,6 @@ std::optional<int> Cfg::token_id(const std::string& k) const {
 }
 
 RopeSpec read_rope(const Cfg& c, double default_theta) {
-  RopeSpec r;
-  r.theta = c.f("rope_theta", default_theta);
   const json* p = nullptr;
   std::string pkey;
   if (c.has("rope_parameters")) {
@@ -83,6 +83,12 @@ RopeSpec read_rope(const Cfg& c, double default_theta) {
     p = &c.j["rope_scaling"];
     pkey = "rope_scaling";
   }
+  return read_rope_params(c, p, pkey, c.f("rope_theta", default_theta));
+}
+
+RopeSpec read_rope_params(const Cfg& c, const json* p, const std::string& pkey, double theta) {
+  RopeSpec r;
+  r.theta = theta;
   if (p) {
     if (!p->is_object()) throw c.err(pkey, "expected an object");
     Cfg rc{*p, c.src};
@@ -247,6 +253,12 @@ ModelSpec spec_from_hf_config_text(const std::string& text, const std::string& s
     read_llama_like(c, s, model_type);
   } else if (model_type == "gemma2") {
     read_gemma2(c, s);
+  } else if (model_type == "gemma3_text") {
+    read_gemma3(c, s);
+  } else if (model_type == "gemma3") {
+    throw c.err("model_type",
+                "'gemma3' is the multimodal Gemma3ForConditionalGeneration; sink reads the text model "
+                "(model_type gemma3_text, Gemma3ForCausalLM)");
   } else if (model_type == "phi3") {
     read_phi3(c, s);
   } else if (model_type == "gpt_neox") {
@@ -256,8 +268,9 @@ ModelSpec spec_from_hf_config_text(const std::string& text, const std::string& s
   } else if (model_type.empty()) {
     throw c.err("model_type", "missing");
   } else {
-    throw c.err("model_type", "unsupported architecture '" + model_type +
-                                  "' (supported: llama, mistral, qwen2, qwen3, gemma2, phi3, gpt_neox, gpt_oss)");
+    throw c.err("model_type",
+                "unsupported architecture '" + model_type +
+                    "' (supported: llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3, gpt_neox, gpt_oss)");
   }
   finish_rope(c, s);
   if (s.attn_scale == 0.0) s.attn_scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));

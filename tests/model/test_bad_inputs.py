@@ -115,6 +115,12 @@ def test_config_not_json(tmp_path):
      ["unsupported RoPE scaling 'dynamic'"]),
     ("llama", "hidden_size", -64, ["hidden_size", "positive"]),
     ("gemma2", "layer_types", ["sliding_attention"], ["layer_types"]),
+    ("gemma3", "final_logit_softcapping", 0.0, ["final_logit_softcapping", "positive"]),
+    ("gemma3", "use_bidirectional_attention", True, ["use_bidirectional_attention", "not supported"]),
+    ("gemma3", "sliding_window", None, ["sliding_window"]),
+    ("gemma3", "model_type", "gemma3", ["multimodal", "gemma3_text"]),
+    ("gemma3", "rope_parameters", {"full_attention": {"rope_type": "dynamic", "factor": 2.0}},
+     ["unsupported RoPE scaling 'dynamic'"]),
 ])
 def test_inconsistent_configs(tmp_path, src, key, value, words):
     d = broken_copy(tmp_path, src)

@@ -12,7 +12,8 @@ import transformers as tf
 from parity_util import DEVICE, FIXTURES, compare, our_dump, hf_outputs
 
 TINY = os.path.join(FIXTURES, "tiny")
-NAMES = ["llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "phi3", "gpt_neox", "gpt_neox_seq", "gpt_oss"]
+NAMES = ["llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3", "gemma3_capped", "phi3", "gpt_neox",
+         "gpt_neox_seq", "gpt_oss"]
 
 
 def load_hf(name, dtype):
@@ -123,3 +124,84 @@ def test_sharded_checkpoint(tmp_path):
     assert len(list(tmp_path.glob("model-*.safetensors"))) > 3
     d = compare("qwen2/sharded", our_dump(str(tmp_path), ids), hf_outputs(m, ids), cfg["num_hidden_layers"])
     assert d["logits_rel"] <= 1e-4 and d["hidden_rel"] <= 1e-4
+
+
+def edited_copy(name, dst, **changes):
+    """The checkpoint `name` with its config.json changed (None deletes a key); weights linked."""
+    src = os.path.join(TINY, name)
+    os.makedirs(dst, exist_ok=True)
+    for f in os.listdir(src):
+        if f != "config.json":
+            os.symlink(os.path.join(src, f), os.path.join(dst, f))
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    for k, v in changes.items():
+        if v is None:
+            cfg.pop(k, None)
+        else:
+            cfg[k] = v
+    json.dump(cfg, open(os.path.join(dst, "config.json"), "w"), indent=1)
+    return dst
+
+
+def rel(a, b):
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+def hf_logits(m, ids):
+    with torch.no_grad():
+        return m(torch.tensor([ids], device=m.device)).logits[0].float().cpu()
+
+
+def test_gemma3_porting_traps(tmp_path):
+    """The three ways a Gemma 3 port commonly goes wrong, each made in HF itself: RMSNorm as
+    x·w instead of x·(1 + w), one RoPE base for every layer, and the attention scale taken
+    from head_dim instead of query_pre_attn_scalar. Each wrong variant moves HF's logits far
+    beyond our tolerance (so the parity test would catch it), ours match the right one, and
+    where the trap is a config value, ours with that value match HF's wrong variant (so the
+    key is read, not assumed)."""
+    import types
+    ids, cfg = ids_for("gemma3")
+    ref = hf_logits(load_hf("gemma3", torch.float32), ids)
+    ours = our_dump(os.path.join(TINY, "gemma3"), ids)["logits"]
+    assert rel(ours, ref) <= 1e-4
+
+    def norm_times_w(self, x):
+        return (self._norm(x.float()) * self.weight.float()).type_as(x)
+
+    m = load_hf("gemma3", torch.float32)
+    for mod in m.modules():
+        if type(mod).__name__ == "Gemma3RMSNorm":
+            mod.forward = types.MethodType(norm_times_w, mod)
+    wrong = {"norm x*w": (hf_logits(m, ids), None)}
+    rp = cfg["rope_parameters"]
+    glob_all = dict(rope_parameters=dict(rp, sliding_attention=dict(rp["full_attention"])))
+    local_all = dict(rope_parameters=dict(rp, full_attention=dict(rp["sliding_attention"])))
+    for label, change in (("global RoPE base in every layer", glob_all),
+                          ("local RoPE base in every layer", local_all),
+                          ("scale head_dim^-1/2", dict(query_pre_attn_scalar=cfg["head_dim"]))):
+        d = edited_copy("gemma3", str(tmp_path / label.replace(" ", "_").replace("/", "")), **change)
+        wrong[label] = (hf_logits(tf.AutoModelForCausalLM.from_pretrained(d, attn_implementation="eager",
+                                                                         dtype=torch.float32).eval(), ids), d)
+    for label, (w, d) in wrong.items():
+        r = rel(w, ref)
+        print(f"gemma3 trap '{label}': logits_rel vs HF {r:.3g}")
+        assert r > 1e-2  # at least 100x the parity tolerance
+        if d is not None:
+            assert rel(our_dump(d, ids)["logits"], w) <= 1e-4
+
+
+def test_gemma3_older_config_keys(tmp_path):
+    """Configs on the Hub carry the older keys: rope_theta (global), rope_local_base_freq,
+    rope_scaling (applied to the global layers only) and sliding_window_pattern instead of
+    layer_types. Unusual values, so that a default taken instead of the key shows."""
+    ids, cfg = ids_for("gemma3")
+    d = edited_copy("gemma3", str(tmp_path / "old"), rope_parameters=None, layer_types=None,
+                    rope_theta=50000.0, rope_local_base_freq=500.0, sliding_window_pattern=2,
+                    rope_scaling={"rope_type": "linear", "factor": 4.0})
+    m = tf.AutoModelForCausalLM.from_pretrained(d, attn_implementation="eager", dtype=torch.float32).eval()
+    assert m.config.layer_types == ["sliding_attention", "full_attention", "sliding_attention"]
+    assert m.config.rope_parameters["full_attention"]["rope_type"] == "linear"
+    dd = compare("gemma3/older-config-keys", our_dump(d, ids), hf_outputs(m, ids), cfg["num_hidden_layers"])
+    assert dd["logits_rel"] <= 1e-4 and dd["hidden_rel"] <= 1e-4 and dd["attn_max_abs"] <= 1e-5
+    # ...and they matter: the same weights under the saved config give other logits.
+    assert rel(hf_logits(load_hf("gemma3", torch.float32), ids), hf_logits(m, ids)) > 1e-2

@@ -10,7 +10,7 @@
 
 namespace sink {
 
-enum class Family { Llama, Mistral, Qwen2, Qwen3, Gemma2, Phi3, GPTNeoX, GPTOSS };
+enum class Family { Llama, Mistral, Qwen2, Qwen3, Gemma2, Gemma3, Phi3, GPTNeoX, GPTOSS };
 // RMS: normalise in f32, cast, then × w (Llama). RMSPlusOne: × (1 + w) in f32, then cast (Gemma).
 // RMSScaleF32: × w in f32, then cast (GPT-OSS). LayerNorm: with bias (GPT-NeoX).
 enum class NormKind { RMS, RMSPlusOne, RMSScaleF32, LayerNorm };
