@@ -31,7 +31,7 @@ struct Mode {
 struct RunRow {
   std::string file, run, model;
   std::int64_t n_docs = 0;
-  double epsilon = NAN, sink_rate = NAN, sink_rate_t64 = NAN;
+  double epsilon = NAN, sink_rate = NAN, sink_rate_gu = NAN;
   std::vector<Head> heads;
   std::map<std::string, Mode> modes;
 };
@@ -59,7 +59,7 @@ std::vector<RunRow> read_file(const std::string& path, int top) {
     auto s = g.group("summary");
     r.epsilon = s.attr_double("epsilon").value_or(NAN);
     r.sink_rate = s.attr_double("sink_rate").value_or(NAN);
-    r.sink_rate_t64 = s.attr_double("sink_rate_t64").value_or(NAN);
+    r.sink_rate_gu = s.attr_double("sink_rate_gu").value_or(NAN);
     auto ds = g.open("summary/sink_score_mean");
     const auto d = ds.dims();
     std::vector<float> a(static_cast<std::size_t>(d.at(0) * d.at(1)));
@@ -120,7 +120,7 @@ std::string summarize_results(const std::vector<std::string>& paths, SummaryForm
     for (const auto& r : rows) {
       o << r.run << " (" << r.model << ", " << r.n_docs << " documents; " << r.file << ")\n";
       o << "  sink rate " << num(r.sink_rate, "%.4g") << " (heads with mean α > ε = " << num(r.epsilon, "%.4g")
-        << "), Gu et al. " << num(r.sink_rate_t64, "%.4g") << "\n";
+        << "), Gu et al.'s protocol " << num(r.sink_rate_gu, "%.4g") << "\n";
       o << "  strongest sink heads (mean α): " << heads_text(r, "%.4g") << "\n";
       for (const auto& m : kModes) {  // in the fixed order, not the map's
         if (!r.modes.count(m)) continue;
@@ -139,7 +139,7 @@ std::string summarize_results(const std::vector<std::string>& paths, SummaryForm
   }
   // One row per run, the runs of every file side by side.
   std::vector<std::string> head = {"file",    "run",       "model",         "n_docs",
-                                   "epsilon", "sink_rate", "sink_rate_t64", "top_heads"};
+                                   "epsilon", "sink_rate", "sink_rate_gu", "top_heads"};
   for (const auto& m : modes) {
     head.push_back("ppl_" + m);
     if (m != "original")
@@ -155,7 +155,7 @@ std::string summarize_results(const std::vector<std::string>& paths, SummaryForm
                                   std::to_string(r.n_docs),
                                   num(r.epsilon, fmt),
                                   num(r.sink_rate, fmt),
-                                  num(r.sink_rate_t64, fmt),
+                                  num(r.sink_rate_gu, fmt),
                                   heads_text(r, fmt)};
     for (const auto& m : modes) {
       auto it = r.modes.find(m);

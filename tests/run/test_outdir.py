@@ -34,7 +34,7 @@ def expected_rows(path):
             a = g["summary/sink_score_mean"][()]
             order = sorted(((-float(a[l, h]), l, h) for l in range(a.shape[0]) for h in range(a.shape[1])))[:3]
             row = {"run": run, "n_docs": int(g.attrs["n_docs"]), "epsilon": g["summary"].attrs["epsilon"],
-                   "sink_rate": g["summary"].attrs["sink_rate"], "sink_rate_t64": g["summary"].attrs["sink_rate_t64"],
+                   "sink_rate": g["summary"].attrs["sink_rate"], "sink_rate_gu": g["summary"].attrs["sink_rate_gu"],
                    "top_heads": [(l, h, -v) for v, l, h in order], "ppl_original": g["ssp/original"].attrs["ppl"]}
             for m in ("ssp_bias", "zero"):
                 s = g["ssp/" + m].attrs
