@@ -95,24 +95,14 @@ void read_gemma3(const Cfg& c, ModelSpec& s) {
   }
 }
 
+// Gemma 2's tensor table (sandwich norms, GeGLU, tied embeddings) plus the per-head q/k norms.
 Weights take_gemma3(const ModelSpec& s, const Taker& take) {
-  const std::int64_t d = s.d_model, f = s.d_ff, dh = s.head_dim;
-  Weights w;
-  take_llama_embeddings(s, take, w);
+  const std::int64_t dh = s.head_dim;
+  Weights w = take_gemma2(s, take);
   for (int l = 0; l < s.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerWeights L;
-    L.attn_norm = take(p + "input_layernorm.weight", {d});
-    take_llama_attention(p, s, take, L);
-    L.q_norm = take(p + "self_attn.q_norm.weight", {dh});
-    L.k_norm = take(p + "self_attn.k_norm.weight", {dh});
-    L.post_attn_norm = take(p + "post_attention_layernorm.weight", {d});
-    L.ffn_norm = take(p + "pre_feedforward_layernorm.weight", {d});
-    L.post_ffn_norm = take(p + "post_feedforward_layernorm.weight", {d});
-    L.w_gate = take(p + "mlp.gate_proj.weight", {f, d});
-    L.w_up = take(p + "mlp.up_proj.weight", {f, d});
-    L.w_down = take(p + "mlp.down_proj.weight", {d, f});
-    w.layers.push_back(std::move(L));
+    w.layers[l].q_norm = take(p + "self_attn.q_norm.weight", {dh});
+    w.layers[l].k_norm = take(p + "self_attn.k_norm.weight", {dh});
   }
   return w;
 }
