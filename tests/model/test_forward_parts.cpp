@@ -120,18 +120,27 @@ TEST_P(ForwardParts, Float32) { check_parts(fixture(GetParam()), "float32", 40);
 TEST_P(ForwardParts, Bfloat16) { check_parts(fixture(GetParam()), "bfloat16", 40); }
 
 INSTANTIATE_TEST_SUITE_P(Families, ForwardParts,
-                         ::testing::Values("llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "phi3", "gpt_neox",
-                                           "gpt_neox_seq", "gpt_oss", "gpt_oss_w128"));
+                         ::testing::Values("llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
+                                           "gemma3_capped", "phi3", "gpt_neox", "gpt_neox_seq", "gpt_oss",
+                                           "gpt_oss_w128"));
 
-// Windows that bind: T beyond the window (mistral's 16 and gpt_oss_w128's 128).
+// Windows that bind: T beyond the window (mistral's and gemma3's 16, gpt_oss_w128's 128).
 TEST(ForwardPartsWindow, BeyondTheWindow) {
   check_parts(fixture("mistral"), "float32", 48);
+  check_parts(fixture("gemma3"), "float32", 48);
   check_parts(fixture("gpt_oss_w128"), "float32", 160);
 }
 
 TEST(ForwardPartsReal, Stories260K) {
   const char* d = std::getenv("SINK_SHARED_DATA");
   check_parts((fs::path(d ? d : "../shared/data") / "models/stories260K/stories260K.gguf").string(), "float32", 64);
+}
+
+TEST(ForwardPartsReal, Gemma3_270M) {
+  const char* src = std::getenv("SINK_SOURCE_DIR");
+  const auto p = fs::path(src ? src : ".") / "models/gemma-3-270m-q4_k_m.gguf";
+  if (!fs::exists(p)) GTEST_FAIL() << p << " missing (tools/setup.sh assembles it)";
+  check_parts(p.string(), "float32", 64);
 }
 
 TEST(ForwardPartsReal, SmolLM2) {

@@ -57,5 +57,5 @@ TEST_P(SspIdentity, ExactContributionReproducesLogitsFloat32) { check_identity(G
 TEST_P(SspIdentity, ExactContributionReproducesLogitsBfloat16) { check_identity(GetParam(), "bfloat16", 5e-2); }
 
 INSTANTIATE_TEST_SUITE_P(Families, SspIdentity,
-                         ::testing::Values("llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "phi3", "gpt_neox",
-                                           "gpt_neox_seq", "gpt_oss"));
+                         ::testing::Values("llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
+                                           "gemma3_capped", "phi3", "gpt_neox", "gpt_neox_seq", "gpt_oss"));
