@@ -28,6 +28,18 @@ void check_existing_results(const std::string& out_dir, const std::string& confi
                    "--overwrite to replace it, or set another out:");
 }
 
+bool results_complete_for(const std::string& out_dir, const std::string& config_text) {
+  const fs::path results = fs::path(out_dir) / "results.h5";
+  std::error_code ec;
+  if (!fs::is_regular_file(results, ec)) return false;
+  try {
+    auto f = h5::File::open_read(results.string());
+    return f.attr_int("complete").value_or(0) == 1 && f.attr_string("config").value_or("") == config_text;
+  } catch (const std::exception&) {
+    return false;  // not HDF5, or torn
+  }
+}
+
 void remove_partial(const std::string& out_dir) {
   std::error_code ec;
   fs::remove_all(fs::path(out_dir) / ".partial", ec);

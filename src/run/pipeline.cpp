@@ -452,6 +452,16 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     // Checkpoints count documents of buckets of this size: another size on --resume is another input.
     run_inputs[p.rc.name]["bucket_size"] = std::to_string(flags.bucket_size);
   }
+  // --resume over a run that finished (results.h5 complete, of this config, .partial already
+  // cleared): nothing is missing, so nothing to do; a requeued job ends cleanly.
+  std::int64_t finished = 0;
+  if (world.rank() == 0 && flags.resume && !fs::exists(fs::path(cfg.out) / ".partial" / "manifest.json"))
+    finished = results_complete_for(cfg.out, cfg.text) ? 1 : 0;
+  if (world.sum(finished) > 0) {
+    if (world.rank() == 0)
+      log::info((fs::path(cfg.out) / "results.h5").string() + " is already complete for this config: nothing to resume");
+    return 0;
+  }
   on_root_checked(world, [&] {
     fs::create_directories(cfg.out);
     lock_output_folder(cfg.out);  // before anything there is touched: a second run must not wipe the first's
