@@ -9,15 +9,9 @@
 #include "sink/run/rank_errors.hpp"
 #include "sink/run/run.hpp"
 #include "sink/util/error.hpp"
+#include "sink/util/version.hpp"
 
 using namespace sink;
-
-#ifndef SINK_VERSION
-#define SINK_VERSION "0.1.0"
-#endif
-#ifndef SINK_GIT_COMMIT
-#define SINK_GIT_COMMIT "unknown"
-#endif
 
 static const char* kUsage =
     "usage: sink-run CONFIG.yaml [--set key=value ...] [--dry-run] [--resume] [--overwrite] [--keep-partial]\n"

@@ -9,10 +9,7 @@
 
 #include "sink/run/summary.hpp"
 #include "sink/util/error.hpp"
-
-#ifndef SINK_VERSION
-#define SINK_VERSION "0.1.0"
-#endif
+#include "sink/util/version.hpp"
 
 using namespace sink;
 

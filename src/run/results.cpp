@@ -23,13 +23,8 @@
 #include "sink/store/h5.hpp"
 #include "sink/util/error.hpp"
 #include "sink/util/fault.hpp"
+#include "sink/util/version.hpp"
 
-#ifndef SINK_VERSION
-#define SINK_VERSION "0.1.0"
-#endif
-#ifndef SINK_GIT_COMMIT
-#define SINK_GIT_COMMIT "unknown"
-#endif
 
 namespace sink {
 namespace fs = std::filesystem;

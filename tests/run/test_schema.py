@@ -40,7 +40,7 @@ def documented_paths(conds):
         if path.startswith("ssp/original/"):
             paths += [path.replace("original", m) for m in ("ssp_bias", "ssp_drop", "zero", "random")]
         for p in paths:
-            yield p, shape
+            yield p, shape, dtype
 
 
 def check_xarray(path, run, sizes, conds, f):
@@ -49,7 +49,7 @@ def check_xarray(path, run, sizes, conds, f):
     import xarray as xr
     dt = xr.open_datatree(path, engine="h5netcdf")  # h5netcdf refuses unlabeled dimensions unless told phony_dims
     g = f[run]
-    for p, shape in documented_paths(conds):
+    for p, shape, _ in documented_paths(conds):
         if isinstance(g[p], h5py.Dataset) and g[p].attrs.get("CLASS") == b"DIMENSION_SCALE":
             continue
         node, _, leaf = (run + "/" + p).rpartition("/")
@@ -112,21 +112,15 @@ def check_tokens_and_top_keys(g, model, ev, sizes, k):
 
 def check(g, sizes, conds):
     documented = set()
-    for path, shape, dtype, when in schema():
-        if when not in conds:
-            continue
-        paths = [path]
-        if path.startswith("ssp/original/"):
-            paths += [path.replace("original", m) for m in ("ssp_bias", "ssp_drop", "zero", "random")]
-        for p in paths:
-            documented.add(p)
-            assert p in g, p
-            ds = g[p]
-            assert list(ds.shape) == [sizes[x] if not x.isdigit() else int(x) for x in shape], (p, ds.shape)
-            if dtype == "str":
-                assert ds.dtype.kind == "S", p
-            else:
-                assert ds.dtype == DTYPES[dtype], (p, ds.dtype)
+    for p, shape, dtype in documented_paths(conds):
+        documented.add(p)
+        assert p in g, p
+        ds = g[p]
+        assert list(ds.shape) == [sizes[x] if not x.isdigit() else int(x) for x in shape], (p, ds.shape)
+        if dtype == "str":
+            assert ds.dtype.kind == "S", p
+        else:
+            assert ds.dtype == DTYPES[dtype], (p, ds.dtype)
     present = []
     g.visit(lambda k: present.append(k) if isinstance(g[k], h5py.Dataset) else None)
     extra = set(present) - documented - {"ssp/calibration_ids", "docs/source_id"}
