@@ -140,6 +140,11 @@ void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& 
   g.attr("max_total_tokens", o.rc.max_total_tokens);
   std::vector<std::int64_t> show(o.rc.layers_to_show.begin(), o.rc.layers_to_show.end());
   if (!show.empty()) g.attr("layers_to_show", show);
+  // Each layer's sliding window (0 = full attention): past it the sink is hidden from a layer's
+  // queries, which the window-aware metrics and SSP follow, so a reader needs it to read them.
+  std::vector<std::int64_t> windows(L, 0);
+  for (int l = 0; l < L && l < static_cast<int>(s.sliding_window.size()); ++l) windows[l] = s.sliding_window[l];
+  g.attr("sliding_window", windows);
   g.attr("eval_jsonl", o.rc.eval_jsonl);
   g.attr("n_docs", N);
   for (const auto& [k, v] : o.hashes) g.attr(k, v);

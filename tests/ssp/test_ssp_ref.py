@@ -13,13 +13,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "run"))
 from run_util import TINY, make_eval, sink_run, write_config  # noqa: E402
 
 
-WINDOWED = {"mistral", "gemma2", "gpt_oss"}
+WINDOWED = {"mistral", "gemma2", "gemma3", "gpt_oss"}
 
 
-# mistral, gemma2 and gpt_oss have windows of 16 tokens (tools/fixtures/make_tiny_models.py) and the documents
-# run to 120: the windows bind, so μ, ᾱ and the patch cover only the rows that see the sink.
+# mistral, gemma2, gemma3 and gpt_oss have windows of 16 tokens (tools/fixtures/make_tiny_models.py) and the
+# documents run to 120: the windows bind, so μ, ᾱ and the patch cover only the rows that see the sink.
 @pytest.mark.parametrize("family,policy,granularity", [("llama", "bos", "layer"), ("qwen3", "prepend", "head"),
-                                                        ("gemma2", "bos", "layer"), ("gpt_oss", "prepend", "layer"),
+                                                        ("gemma2", "bos", "layer"), ("gemma3", "bos", "head"),
+                                                        ("gpt_oss", "prepend", "layer"),
                                                         ("mistral", "bos", "head")])
 def test_ssp_nll_matches_hf(tmp_path, family, policy, granularity):
     ev = make_eval(tmp_path / "eval.jsonl", n=4)

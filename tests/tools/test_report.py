@@ -108,8 +108,9 @@ def test_published_anchors_carry_their_sources(results, tmp_path):  # noqa: F811
     gu = rows["sink rate, Gu et al.'s protocol (%)"]
     assert gu[2] == "92.47" and gu[3] == fmt(100 * rate) and "Gu et al. 2025" in gu[4] and "Table 1" in gu[4]
     zero = rows["perplexity, zero patch (here: zero)"]
-    assert zero[2] == "8977" and zero[3] == fmt(ppl) and "Owen et al. 2025" in zero[4]
-    assert rows["perplexity, mean patch (here: ssp_bias)"][2] == "5.137"
+    # Owen et al.'s values as their released results_ppl.txt gives them (8976.8955…, 5.1370730…), with that file named.
+    assert zero[2] == "8976.9" and zero[3] == fmt(ppl) and "Owen et al. 2025" in zero[4] and "results_ppl.txt" in zero[4]
+    assert rows["perplexity, mean patch (here: ssp_bias)"][2] == "5.1371"
     assert not any("Mistral" in r[4] or r[0] == "mistral-7b" for r in anchors[1:])
 
 
@@ -121,3 +122,24 @@ def test_bad_input(tmp_path):
     assert not (tmp_path / "report.md").exists()
     r = report(tmp_path / "missing.h5")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_findings_page_numbers_equal_the_file(results, tmp_path):  # noqa: F811
+    """tools/findings.py (docs/findings.md's generator) on the same file: the side-by-side row and the
+    run's sentences carry the file's numbers in the report's format."""
+    out = tmp_path / "findings.md"
+    r = subprocess.run([sys.executable, os.path.join(SOURCE, "tools", "findings.py"), str(results), "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    md = out.read_text()
+    with h5py.File(results) as f:
+        s = f["llama/summary"].attrs
+        row = next(l for l in md.splitlines() if l.startswith("| llama |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] == pct(s["sink_rate_gu"]) and cells[3] == pct(s["sink_rate_t64_of_mean"]), cells
+        assert cells[6] == fmt(f["llama/ssp/original"].attrs["ppl"], 5), cells
+        assert cells[7] == "×" + fmt(f["llama/ssp/ssp_bias"].attrs["ppl_ratio"], 4), cells
+        assert f"Gu et al.'s protocol {pct(s['sink_rate_gu'])}" in md
+        w = f["llama"].attrs["sliding_window"]
+        assert len(w) == f["llama"].attrs["n_layers"] and (w == 0).all()  # llama: full attention everywhere
+    assert "## The full report" in md and "placeholder" not in md
