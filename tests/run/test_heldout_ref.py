@@ -2,7 +2,8 @@
 sink-make-eval-set, seeds unlike the shipped sets'), against the independent float64 HF references:
 Gu et al.'s sink rate as their code computes it and the thresholds of the means
 (tools/reference/observe_hf.py), and the perplexity of every SSP mode (tools/reference/ssp_hf.py:
-float64 log-sum-exp of HF's logits). One sink-run, one model load per reference."""
+float64 log-sum-exp of HF's logits). One sink-run, one model load per reference. And the real Gemma 3 270M on held-out documents
+longer than its sliding window (512): SSP's perplexities where the windows hide the sink."""
 import glob
 import json
 import os
@@ -26,10 +27,10 @@ def smollm2():
     return found[0] if found else "models/smollm2-135m-instruct.Q4_1.gguf"
 
 
-def make_set(tmp, name, corpus, n, seed):
+def make_set(tmp, name, corpus, n, seed, length=200):
     out = tmp / name
     subprocess.run([os.path.join(BUILD, "sink-make-eval-set"), "--corpus", os.path.join(SHARED, "corpora", corpus),
-                    "--n_samples", str(n), "--max_length", "200", "--min_length", "200", "--seed", str(seed),
+                    "--n_samples", str(n), "--max_length", str(length), "--min_length", str(length), "--seed", str(seed),
                     "--tokenizer", os.path.join(SHARED, "tokenizers", "gpt2"), "--output", str(out)],
                    check=True, capture_output=True)
     return str(out / "eval.jsonl")
@@ -103,3 +104,60 @@ def test_perplexity_matches_float64_reference(run):
             assert rel <= (1e-6 if m == "original" else 1e-5), (m, rel)
             assert np.allclose(g[m]["nll_sum"][()], r[m + "/nll_sum"][()], rtol=1e-5), m
         assert (g["original"]["n_scored"][()] == r["n_scored"][()]).all()
+
+
+GEMMA3 = os.environ.get("SINK_GEMMA3_GGUF", "models/gemma-3-270m-q4_k_m.gguf")
+GEMMA3_T = 640  # > the 512-key window of 15 of its 18 layers
+
+
+def sink_tokenize(model, jsonl, out):
+    """Our tokenizer's ids for each document (checked against the reference tokenizer in tests/tok):
+    HF's GGUF reading of Gemma 3's tokenizer is not that reference (docs/models.md)."""
+    r = subprocess.run([os.path.join(BUILD, "sink-tokenize"), "--tokenizer", model, "--jsonl", jsonl],
+                       capture_output=True, text=True, check=True)
+    out.write_text(r.stdout)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def gemma3_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("heldout_gemma3")
+    ev = make_set(tmp, "eval", "moby-dick.jsonl", 1, 20261206, length=800)
+    cal = make_set(tmp, "cal", "austen.jsonl", 1, 20261206, length=800)
+    assert not ids_of(ev) & used_elsewhere("moby-dick.jsonl"), "the held-out documents are used elsewhere"
+    assert not ids_of(cal) & used_elsewhere("austen.jsonl"), "the held-out calibration documents are used elsewhere"
+    cfg = write_config(tmp / "c.yaml", model=GEMMA3, eval_jsonl=ev, out=str(tmp / "out"), name="gemma3",
+                       max_total_tokens=GEMMA3_T, dtype="float32", max_tokens_to_calc=64, max_tokens_to_show=8,
+                       sink_policy="bos", steps={"basic": True, "norms": False, "values": False, "viz": False},
+                       intervention={"modes": ["ssp_bias", "ssp_drop", "zero", "random"], "granularity": "layer",
+                                     "calibration_jsonl": cal, "seed": 3})
+    sink_run(cfg)
+    res = str(tmp / "out" / "results.h5")
+    ssp = str(tmp / "ssp_ref.h5")
+    subprocess.run([PY, "tools/reference/ssp_hf.py", "--model", GEMMA3, "--results", res, "--run", "gemma3",
+                    "--eval", ev, "--ids", sink_tokenize(GEMMA3, ev, tmp / "eval_ids.jsonl"),
+                    "--calibration", cal, "--calibration-ids", sink_tokenize(GEMMA3, cal, tmp / "cal_ids.jsonl"),
+                    "--out", ssp], check=True, capture_output=True)
+    return res, ssp
+
+
+def test_gemma3_ssp_past_the_window_matches_float64_reference(gemma3_run):
+    res, ssp = gemma3_run
+    with h5py.File(res) as f, h5py.File(ssp) as r:
+        g = f["gemma3"]
+        assert (g["docs/n_tokens"][()] == GEMMA3_T).all()  # every document runs past the window
+        w = g.attrs["sliding_window"]
+        assert (w == 512).sum() == 15 and (w == 0).sum() == 3, w
+        sp = g["ssp"]
+        # μ and ᾱ over the calibration rows that see the sink: in the sliding layers fewer than all rows.
+        assert r["calib/count"][()].min() < r["calib/rows"][()]
+        for k in ("mu", "alpha_bar"):
+            scale = np.abs(r["calib/" + k][()]).max()
+            err = np.abs(sp[k][()] - r["calib/" + k][()]).max()
+            print("gemma3 held-out", k, "max |diff| / max |ref|", err / scale)
+            assert err <= 1e-4 * scale, k
+        for m in ("original", "ssp_bias", "ssp_drop", "zero", "random"):
+            rel = abs(sp[m].attrs["ppl"] / r[m].attrs["ppl"] - 1)
+            print("gemma3 held-out", m, "ppl", sp[m].attrs["ppl"], "reference", r[m].attrs["ppl"], "rel", rel)
+            assert rel <= (1e-6 if m == "original" else 1e-5), (m, rel)
+        assert (sp["original"]["n_scored"][()] == r["n_scored"][()]).all()

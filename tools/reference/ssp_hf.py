@@ -51,6 +51,10 @@ def main():
     ap.add_argument("--eval", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--calibration", help="calibration JSONL: also recompute μ, μ_head and ᾱ (calib/*)")
+    ap.add_argument("--ids", help="JSON Lines of token-id arrays, one per --eval document (sink-tokenize's output), "
+                    "used instead of HF's tokenizer: for a model whose HF tokenizer is not the reference (Gemma 3 "
+                    "GGUF, docs/models.md); sink policy bos only (the ids carry the BOS)")
+    ap.add_argument("--calibration-ids", help="the same for --calibration")
     a = ap.parse_args()
     torch.set_grad_enabled(False)
     f = h5py.File(a.results)
@@ -144,7 +148,21 @@ def main():
     for l, layer in enumerate(model.model.layers):
         layer.self_attn.o_proj.register_forward_hook(add_bias(l))
 
+    given = {}
+    if a.ids or a.calibration_ids:
+        if policy != "bos":
+            sys.exit("ssp_hf.py: --ids needs sink policy bos (the run's is " + str(policy) + ")")
+        for key, path, texts in (("eval", a.ids, a.eval), ("calib", a.calibration_ids, a.calibration)):
+            if path:
+                docs = [json.loads(l)["text"] for l in open(texts) if l.strip()]
+                arrays = [json.loads(l) for l in open(path) if l.strip()]
+                if len(docs) != len(arrays):
+                    sys.exit(f"ssp_hf.py: {path}: {len(arrays)} id arrays for {len(docs)} documents of {texts}")
+                given.update(zip(docs, arrays))
+
     def token_ids(text):
+        if text in given:
+            return given[text][:max_total]
         if policy == "bos":
             ids = tok(text).input_ids
         else:
