@@ -28,12 +28,10 @@ import numpy as np
 # Each: (pattern on the run's model name or path, quantity, published value, this run's counterpart, source).
 GU = ("Gu et al. 2025, When Attention Sink Emerges in Language Models: An Empirical View (ICLR 2025, "
       "arXiv:2410.10781), Table 1: sink rate at ε = 0.3, first 64 tokens")
-OWEN = ("Owen et al. 2025, A Refined Analysis of Massive Activations in LLMs (arXiv:2503.22329), as the authors' "
-        "released results give it (github.com/bluorion-com/refine_massive_activations, figures/Llama-2-7b-hf/"
-        "Llama-2-7b-hf_layer_model.layers_self_attn_4096_10_True_True_42/intervention_analysis/results_ppl.txt: "
-        "WikiText, 10 samples of 4096 tokens, BOS added): the massive activations (hidden-state dimensions) set to "
-        "their mean or to zero. That is not the sink's attention contribution, so ssp_bias and zero are the "
-        "nearest analogues here, not the same intervention")
+OWEN = ("Owen et al. 2025 (arXiv:2503.22329), the authors' released results_ppl.txt for Llama-2-7b-hf "
+        "(github.com/bluorion-com/refine_massive_activations; WikiText, 10 samples of 4096 tokens, BOS added): "
+        "the massive activations set to their mean, or to zero; the nearest analogues of ssp_bias and zero, "
+        "not the same intervention")
 STREAMING = ("Xiao et al. 2024, Efficient Streaming Language Models with Attention Sinks (StreamingLLM, ICLR 2024, "
              "arXiv:2309.17453)")
 ANCHORS = [
