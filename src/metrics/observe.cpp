@@ -321,6 +321,24 @@ DocArrays Observer::finish() {
   return out;
 }
 
+std::vector<at::Tensor> Observer::stage_parts(int l0, int l1) {
+  const int h0 = l0 == 0 ? 0 : l0 + 1, h1 = l1 + 1;  // hidden rows: resid_pre of 0, resid_post of l, final norm
+  std::vector<at::Tensor> out;
+  auto rows = [&](const at::Tensor& t, int a, int b) {
+    if (t.defined() && b > a) out.push_back(t.narrow(0, a, b - a));
+  };
+  rows(hidden_norm_, h0, h1);
+  rows(sink_rows_, h0, h1);
+  for (const auto* t : {&attn_norm_, &mlp_norm_, &a_sink_, &ent_, &learned_, &tok_sum_, &col_sum_, &kv_norm_,
+                        &w_sink_, &u2_, &vgz_})
+    rows(*t, l0, l1);
+  for (int l = l0; l < l1; ++l)
+    if (!show_slot_.empty() && show_slot_[l] >= 0 && maps_.defined()) out.push_back(maps_[show_slot_[l]]);
+  if (!geom_.empty())
+    for (auto& t : geom_.layer_parts(l0, l1)) out.push_back(t);
+  return out;
+}
+
 MuAccumulator observe_mu(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t sink) {
   const auto T = static_cast<std::int64_t>(ids.size());
   ObserveOptions o;

@@ -50,6 +50,9 @@ class GeometryAccumulator {
 
   bool exact() const { return exact_; }
   std::int64_t sketch_width() const { return k_; }
+  // The sums of layers [l0, l1) as views (a pipeline stage's share, sent to the stage that
+  // assembles the document: copied there, since each layer's sums come from one stage).
+  std::vector<at::Tensor> layer_parts(int l0, int l1) const;
 
  private:
   int n_layers_ = 0;
