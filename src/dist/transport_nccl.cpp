@@ -67,13 +67,15 @@ class NcclTransport final : public Transport {
   }
 
   void recv(at::Tensor& t, int src, std::int64_t tag) override {
-    if (!t.is_contiguous()) throw std::runtime_error("pipeline transport: recv into a non-contiguous tensor");
     check_device(t);
-    after_compute();  // t was allocated (or last used) on the compute stream
-    nccl_check(ncclRecv(t.data_ptr(), t.nbytes(), ncclUint8, src, comm_, stream_), "ncclRecv");
+    // A strided view (a slice of a buffer) is received whole, then copied in on the compute stream.
+    at::Tensor dst = t.is_contiguous() ? t : at::empty(t.sizes(), t.options());
+    after_compute();  // dst was allocated (or last used) on the compute stream
+    nccl_check(ncclRecv(dst.data_ptr(), dst.nbytes(), ncclUint8, src, comm_, stream_), "ncclRecv");
     // The compute stream waits for the data; the host does not.
     cuda_check(cudaEventRecord(ev_, stream_), "cudaEventRecord");
     cuda_check(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device_).stream(), ev_, 0), "cudaStreamWaitEvent");
+    if (!dst.is_same(t)) t.copy_(dst);
     (void)tag;
   }
 

@@ -125,9 +125,9 @@ std::vector<at::Tensor> GeometryAccumulator::flat_parts() const {
           second_};
 }
 
-std::vector<at::Tensor> GeometryAccumulator::layer_parts(int l0, int l1) const {
+std::vector<at::Tensor> GeometryAccumulator::control_parts(int l0, int l1) const {
   std::vector<at::Tensor> out;
-  for (const auto* t : {&n_, &sums_, &norm_gram_, &second_}) out.push_back(t->narrow(0, l0, l1 - l0));
+  for (const auto* t : {&n_, &sums_, &norm_gram_, &second_}) out.push_back(t->narrow(0, l0, l1 - l0).select(1, 1));
   return out;
 }
 

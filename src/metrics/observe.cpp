@@ -335,7 +335,7 @@ std::vector<at::Tensor> Observer::stage_parts(int l0, int l1) {
   for (int l = l0; l < l1; ++l)
     if (!show_slot_.empty() && show_slot_[l] >= 0 && maps_.defined()) out.push_back(maps_[show_slot_[l]]);
   if (!geom_.empty())
-    for (auto& t : geom_.layer_parts(l0, l1)) out.push_back(t);
+    for (auto& t : geom_.control_parts(l0, l1)) out.push_back(t);
   return out;
 }
 

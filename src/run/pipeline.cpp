@@ -419,6 +419,7 @@ struct Stages {
   int n = 1, stage = 0;  // stages per pipeline; this rank's
   int pipe = 0, n_pipes = 1;
   std::vector<std::pair<int, int>> layers;  // [l0, l1) per stage
+  mutable std::int64_t hidden_bytes = 0;    // sent by this stage: hidden states (the rest is the record's rows)
   int l0() const { return layers[stage].first; }
   int l1() const { return layers[stage].second; }
   bool first() const { return stage == 0; }
@@ -453,9 +454,11 @@ Stages plan_pipeline(int n_stages, int n_layers, const dist::Comm& group, const 
 
 // One pass of a document through this stage: the hidden state in (embedding on the first
 // stage), this stage's layers, the state out (the head's logits on the last stage, when the
-// hooks want them).
+// hooks want them). The document's first pass waits, before it sends, for the previous
+// document's sends to have left: the stage computed this document meanwhile (that is the
+// pipelining), and at most one document's buffers are in flight.
 at::Tensor stage_pass(const Model& m, const Stages& st, dist::Transport& xp, const std::vector<std::int64_t>& ids,
-                      std::int64_t tag, const Hooks& h) {
+                      std::int64_t tag, const Hooks& h, bool first_pass) {
   at::Tensor x;
   if (st.first()) {
     x = m.embed(ids);
@@ -466,7 +469,9 @@ at::Tensor stage_pass(const Model& m, const Stages& st, dist::Transport& xp, con
   }
   x = m.blocks(x, st.l0(), st.l1(), h);
   if (!st.last()) {
+    if (first_pass) xp.wait_sends();
     xp.send(x, st.stage + 1, tag);
+    st.hidden_bytes += static_cast<std::int64_t>(x.nbytes());
     return {};
   }
   return m.head(x, h);
@@ -495,6 +500,20 @@ void add_ssp_arrays(DocArrays& a, const std::map<std::string, SspDocResult>& res
   }
 }
 
+// SINK_TRANSPORT_STATS=FILE: each stage appends what it sent (for docs/distributed.md's measurements).
+void report_transport(const Stages& st, const dist::Transport& xp, const std::string& run) {
+  const char* path = std::getenv("SINK_TRANSPORT_STATS");
+  if (!path || !*path) return;
+  nlohmann::json j = {{"run", run},
+                      {"stage", st.stage},
+                      {"pipe", st.pipe},
+                      {"stages", st.n},
+                      {"transport", xp.name()},
+                      {"bytes_sent", xp.bytes_sent()},
+                      {"hidden_bytes", st.hidden_bytes}};
+  std::ofstream(path, std::ios::app) << j.dump() + "\n" << std::flush;
+}
+
 // A document's observation and SSP passes through the pipeline; the record on the last stage
 // (empty elsewhere). Every stage of the pipeline calls it for the same documents in the same order.
 DocArrays staged_document(const Model& m, const PreparedDoc& d, std::int64_t j, const ObserveOptions& o,
@@ -502,13 +521,12 @@ DocArrays staged_document(const Model& m, const PreparedDoc& d, std::int64_t j, 
                           dist::Transport& xp, GeometryAccumulator& g) {
   const int L = m.spec().n_layers;
   const auto T = static_cast<std::int64_t>(d.ids.size());
-  xp.wait_sends();  // the previous document's sends have left: one document in flight per stage
   Observer obs(m, o, T);
   Hooks h;
   obs.install(h);
   SspOriginal original;  // the observation pass is also SSP's original pass
   if (bias) capture_original(h, original, L);
-  (void)stage_pass(m, st, xp, d.ids, j, h);
+  (void)stage_pass(m, st, xp, d.ids, j, h, true);
   // The patched passes follow the original through the stages, mode by mode.
   std::vector<std::vector<at::Tensor>> patched(modes.size());
   std::vector<at::Tensor> logits(modes.size());
@@ -516,7 +534,7 @@ DocArrays staged_document(const Model& m, const PreparedDoc& d, std::int64_t j, 
     Hooks hm;
     capture_hidden_states(hm, patched[k], L);
     install_ssp(m, *bias, modes[k], hm);
-    logits[k] = stage_pass(m, st, xp, d.ids, j, hm);
+    logits[k] = stage_pass(m, st, xp, d.ids, j, hm, false);
   }
   // Hidden-state distances where each layer lives: [modes, 2, this stage's hidden indices].
   auto distances = [&](int k) {
@@ -571,7 +589,6 @@ DocArrays staged_document(const Model& m, const PreparedDoc& d, std::int64_t j, 
 MuAccumulator staged_mu(const Model& m, const PreparedDoc& d, std::int64_t j, std::int64_t sink, const Stages& st,
                         dist::Transport& xp) {
   const auto T = static_cast<std::int64_t>(d.ids.size());
-  xp.wait_sends();
   ObserveOptions o;  // as observe_mu
   o.sink = sink;
   o.max_tokens_to_calc = T;
@@ -580,7 +597,7 @@ MuAccumulator staged_mu(const Model& m, const PreparedDoc& d, std::int64_t j, st
   Observer obs(m, o, T);
   Hooks h;
   obs.install(h);
-  (void)stage_pass(m, st, xp, d.ids, j, h);
+  (void)stage_pass(m, st, xp, d.ids, j, h, true);
   if (!gather_observer(obs, st, xp, j)) return {};
   obs.finish();
   return obs.mu();
@@ -831,7 +848,10 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
                   }
                 },
                 stages.last());
-    if (xp) xp->wait_sends();
+    if (xp) {
+      xp->wait_sends();
+      report_transport(stages, *xp, rc.name);
+    }
     group.barrier();
   }
   world.barrier();
