@@ -77,7 +77,7 @@ at::Tensor ssp_added_bias(const SinkBias& b, SspMode mode) {
 void install_ssp(const Model& m, const SinkBias& b, SspMode mode, Hooks& hooks) {
   const auto& spec = m.spec();
   const std::int64_t s = b.sink, H = spec.n_heads, R = spec.n_rep(), dh = spec.head_dim, d = spec.d_model;
-  const auto dev = m.weights().tok_embd.device();
+  const auto dev = m.device();
   // On the model's device and in its dtype once: a host tensor copied over in every layer's
   // hook made each layer wait for the device (a copy from pageable host memory synchronises).
   auto bias = ssp_added_bias(b, mode).to(dev, m.dtype());
@@ -152,7 +152,7 @@ std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vecto
   std::map<std::string, SspDocResult> out;
   // Positions s+1 … T−2 predict tokens s+2 … T−1 (the prediction made at the sink itself is left out).
   const std::int64_t p0 = s + 1, n = std::max<std::int64_t>(0, T - 2 - s);
-  const auto dev = m.weights().tok_embd.device();
+  const auto dev = m.device();
   auto targets = at::tensor(std::vector<std::int64_t>(ids.begin() + std::min<std::int64_t>(T, p0 + 1), ids.end()),
                             at::TensorOptions().dtype(at::kLong)).to(dev);
 
