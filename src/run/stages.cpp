@@ -41,7 +41,8 @@ RunStages resolve_run_stages(const RunConfig& rc, const ModelSpec& spec, std::in
     rs.stages = rc.stages;
   } else {
     rs.stages = 0;
-    for (int n = std::max(1, auto_stages(spec, rc.dtype, max_T, rs.device_bytes)); n > 0 && n <= L; ++n)
+    const int fewest = auto_stages(spec, rc.dtype, max_T, rs.device_bytes);
+    for (int n = std::max(1, fewest); fewest > 0 && n <= L; ++n)
       if (group_size <= 0 || group_size % n == 0) {
         rs.stages = n;
         break;
@@ -52,8 +53,10 @@ RunStages resolve_run_stages(const RunConfig& rc, const ModelSpec& spec, std::in
                                         " GiB per rank (weights and activations), and a rank on " + rs.device +
                                         " has " + gib(rs.device_bytes) + " GiB");
     if (rs.stages == 0)
-      throw InputError(config_path, "key 'stages': auto: no stage count that fits in " + gib(rs.device_bytes) +
-                                        " GiB per rank divides the group of " + std::to_string(group_size) + " ranks");
+      throw InputError(config_path, "key 'stages': auto: " + std::to_string(fewest) + " or more stages fit in " +
+                                        gib(rs.device_bytes) + " GiB per rank (" + rs.device +
+                                        "), and none of them divides the group of " + std::to_string(group_size) +
+                                        " ranks (run a multiple of " + std::to_string(fewest) + " ranks)");
   }
   rs.plan = plan_stages(spec, rs.stages, rc.dtype, max_T);
   return rs;
