@@ -82,7 +82,7 @@ void mark_from_set(Node& n) {
 const std::vector<std::string> kRunKeys = {
     "name", "model", "eval_jsonl", "eval_field", "max_docs", "max_total_tokens", "long_documents", "dtype",
     "device_map", "layers_to_show", "max_tokens_to_show", "max_tokens_to_calc", "steps", "sink_policy",
-    "epsilon", "geometry_sketch", "intervention", "top_keys", "docs_to_show"};
+    "epsilon", "geometry_sketch", "intervention", "top_keys", "docs_to_show", "stages"};
 // clang-format on
 const std::vector<std::string> kConfigKeys = {"out", "log_level"};  // once per file
 const std::vector<std::string> kSweepKeys = {"out", "log_level", "defaults", "runs"};
@@ -507,6 +507,19 @@ class Loader {
       bool cuda = d.size() > 5 && d.size() <= 9 && d.compare(0, 5, "cuda:") == 0 &&
                   std::all_of(d.begin() + 5, d.end(), [](unsigned char c) { return std::isdigit(c); });
       if (d != "cpu" && d != "auto" && !cuda) fail(*n, "expected cpu, cuda:N or auto, got '" + d + "'");
+    }
+    if (auto* n = m.find("stages")) {
+      // Pipeline stages per group: an integer >= 1, or auto (the fewest that fit, decided once the
+      // model's size and the device are known). Checked against the model's layers and the group's
+      // ranks where those are known (check_stages, src/model/stages.cpp).
+      std::int64_t v = 0;
+      if (n->kind == Node::Kind::Scalar && n->scalar == "auto")
+        rc.stages = RunConfig::kAutoStages;
+      else if (parse_int(*n, v) && v >= 1 && v <= (1 << 20))
+        rc.stages = static_cast<int>(v);
+      else
+        fail(*n, "expected an integer >= 1 or auto, got '" +
+                     (n->kind == Node::Kind::Scalar ? n->scalar : std::string("a list or map")) + "'");
     }
     if (auto* n = m.find("layers_to_show")) rc.layers_to_show = as_layers(*n);
     if (auto* n = m.find("max_tokens_to_show")) rc.max_tokens_to_show = as_int(*n, 1);

@@ -49,7 +49,7 @@ Observer::Observer(const Model& m, const ObserveOptions& opt, std::int64_t T) : 
   const std::int64_t L = s.n_layers, H = s.n_heads, S = o_.max_tokens_to_show, sink = o_.sink;
   Tc_ = std::min(T, o_.max_tokens_to_calc);
   const std::int64_t Tc = Tc_, n = std::max<std::int64_t>(0, Tc - sink - 1);
-  const auto dev = m.weights().tok_embd.device();
+  const auto dev = m.device();
   if (o_.geometry) geom_ = GeometryAccumulator(s.n_layers, s.d_model, o_.sketch, dev);
   if (o_.mu) mu_ = MuAccumulator(s.n_layers, s.n_heads, s.d_model);
   const auto P = o_.max_tokens_to_calc;

@@ -57,7 +57,7 @@ Weights take_gpt_oss(const ModelSpec& s, const Taker& take) {
   const std::int64_t d = s.d_model, H = s.n_heads, f = s.d_ff, E = s.n_experts;
   Weights w;
   take_llama_embeddings(s, take, w);
-  for (int l = 0; l < s.n_layers; ++l) {
+  for (int l = take.layer_begin; l < take.layer_end; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
     L.attn_norm = take(p + "input_layernorm.weight", {d});
@@ -82,7 +82,7 @@ Weights take_gpt_oss(const ModelSpec& s, const Taker& take) {
     }
     L.experts_gate_up_b = take(ex + "gate_up_proj_bias", {E, 2 * f});
     L.experts_down_b = take(ex + "down_proj_bias", {E, d});
-    w.layers.push_back(std::move(L));
+    w.layers[l] = std::move(L);
   }
   return w;
 }

@@ -34,6 +34,7 @@
 #include "sink/run/rank_errors.hpp"
 #include "sink/run/results.hpp"
 #include "sink/run/run.hpp"
+#include "sink/run/stages.hpp"
 #include "sink/run/summary.hpp"
 #include "sink/ssp/ssp.hpp"
 #include "sink/store/h5.hpp"
@@ -224,6 +225,7 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   }
   p.spec = read_spec(p.model_path);
   const int L = p.spec.n_layers;
+  if (rc.stages != RunConfig::kAutoStages) check_stages(rc.stages, L, 0, cfg.path);
   for (int l : rc.layers_to_show)
     if (l < 0 || l >= L)
       throw InputError(cfg.path, "key 'layers_to_show': layer " + std::to_string(l) + " out of range (model has " +
@@ -634,6 +636,13 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   for (const auto& p : runs) device_maps.push_back(p.rc.device_map);
   const auto devices = plan_devices(device_maps, cfg.path, world);  // [run][rank]; refuses here, dry run or not
   if (flags.dry_run) {
+    // Stages checked for every run before anything is printed (a refusal prints one line only).
+    // The group is the world when the runs take turns; with a group per run, its size comes later.
+    std::vector<RunStages> stages;
+    const bool whole_world = runs.size() == 1 || world.size() < static_cast<int>(runs.size());
+    for (std::size_t r = 0; r < runs.size(); ++r)
+      stages.push_back(resolve_run_stages(runs[r].rc, runs[r].spec, longest_document(runs[r].docs, runs[r].calib),
+                                          devices[r], whole_world ? world.size() : 0, cfg.path));
     if (world.rank() == 0)
       for (std::size_t r = 0; r < runs.size(); ++r) {
         const auto& p = runs[r];
@@ -645,7 +654,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
         for (std::size_t q = 0; q < devices[r].size(); ++q)
           std::printf("%s rank %zu %s (%s, local rank %d)", q ? "," : "", q, devices[r][q].device.c_str(),
                       devices[r][q].host.c_str(), devices[r][q].local_rank);
-        std::printf("\n");
+        std::printf("\n%s", describe_stage_plan(stages[r]).c_str());
       }
     return 0;
   }

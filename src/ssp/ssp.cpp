@@ -77,7 +77,7 @@ at::Tensor ssp_added_bias(const SinkBias& b, SspMode mode) {
 void install_ssp(const Model& m, const SinkBias& b, SspMode mode, Hooks& hooks) {
   const auto& spec = m.spec();
   const std::int64_t s = b.sink, H = spec.n_heads, R = spec.n_rep(), dh = spec.head_dim, d = spec.d_model;
-  const auto dev = m.weights().tok_embd.device();
+  const auto dev = m.device();
   // On the model's device and in its dtype once: a host tensor copied over in every layer's
   // hook made each layer wait for the device (a copy from pageable host memory synchronises).
   auto bias = ssp_added_bias(b, mode).to(dev, m.dtype());
