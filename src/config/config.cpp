@@ -725,6 +725,20 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   YAML::Emitter e;
   emit(e, root);
   cfg.text = std::string(e.c_str()) + "\n";
+  // What --resume compares: the text without `stages` (where the layers run, not what is
+  // computed: a run resumes with any stage count), at the top, in defaults and in each run.
+  auto drop_stages = [](Node& n) {
+    if (n.kind == Node::Kind::Map)
+      n.map.erase(std::remove_if(n.map.begin(), n.map.end(), [](const Entry& x) { return x.key == "stages"; }),
+                  n.map.end());
+  };
+  drop_stages(root);
+  if (Node* d = root.find("defaults")) drop_stages(*d);
+  if (Node* runs = root.find("runs"); runs && runs->kind == Node::Kind::Seq)
+    for (auto& r : runs->seq) drop_stages(r);
+  YAML::Emitter id;
+  emit(id, root);
+  cfg.resume_text = std::string(id.c_str()) + "\n";
   return cfg;
 }
 

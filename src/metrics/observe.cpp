@@ -86,7 +86,7 @@ Observer::Observer(const Model& m, const ObserveOptions& opt, std::int64_t T) : 
   if (o_.values || o_.geometry || o_.mu) {
     w_sink_ = at::zeros({L, H, s.d_model}, f32);
     // Block-diagonal [H·dh, H] matrix whose diagonal blocks are v_s^h (rewritten per layer).
-    blocks_ = at::zeros({H, s.head_dim, H}, m.weights().layers[0].wo.options());
+    blocks_ = at::zeros({H, s.head_dim, H}, m.weights().layers[m.layer_range().first].wo.options());  // a held layer
   }
 }
 

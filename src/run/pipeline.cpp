@@ -431,26 +431,17 @@ struct Stages {
   std::pair<int, int> hidden(int k) const { return {layers[k].first == 0 ? 0 : layers[k].first + 1, layers[k].second + 1}; }
 };
 
-// The stage count of a run. Until the model side's `stages:` key lands, SINK_STAGES (default 1).
-int stage_count(const RunConfig&) {
-  const char* e = std::getenv("SINK_STAGES");
-  return e && *e ? std::atoi(e) : 1;
-}
-
-Stages plan_pipeline(int n_stages, int n_layers, const dist::Comm& group, const std::string& cfg_path) {
+// This rank's place in the run's stage plan (resolve_run_stages: count checked, layers balanced by bytes).
+Stages place_in_pipeline(const RunStages& rs, const dist::Comm& group) {
   Stages st;
-  st.n = n_stages;
-  if (n_stages < 1 || n_stages > n_layers)
-    throw InputError(cfg_path, "key 'stages': " + std::to_string(n_stages) + " stages for a model of " +
-                                   std::to_string(n_layers) + " layers");
-  if (group.size() % n_stages != 0)
-    throw InputError(cfg_path, "key 'stages': " + std::to_string(n_stages) + " stages do not divide the " +
-                                   std::to_string(group.size()) + " ranks that run it into whole pipelines");
-  st.stage = group.rank() % n_stages;
-  st.pipe = group.rank() / n_stages;
-  st.n_pipes = group.size() / n_stages;
-  // Placeholder split (even in layers) until plan_stages balances bytes.
-  for (int k = 0; k < n_stages; ++k) st.layers.push_back({k * n_layers / n_stages, (k + 1) * n_layers / n_stages});
+  st.n = rs.stages;
+  st.layers = rs.plan.layers;
+  if (st.n < 1 || static_cast<int>(st.layers.size()) != st.n || group.size() % st.n != 0)
+    throw std::runtime_error("stage plan of " + std::to_string(st.n) + " stages for a group of " +
+                             std::to_string(group.size()) + " ranks");
+  st.stage = group.rank() % st.n;
+  st.pipe = group.rank() / st.n;
+  st.n_pipes = group.size() / st.n;
   return st;
 }
 
@@ -466,7 +457,7 @@ at::Tensor stage_pass(const Model& m, const Stages& st, dist::Transport& xp, con
     x = m.embed(ids);
   } else {
     x = at::empty({static_cast<std::int64_t>(ids.size()), m.spec().d_model},
-                  at::TensorOptions().dtype(m.dtype()).device(m.weights().tok_embd.device()));
+                  at::TensorOptions().dtype(m.dtype()).device(m.device()));
     xp.recv(x, st.stage - 1, tag);
   }
   x = m.blocks(x, st.l0(), st.l1(), h);
@@ -659,7 +650,8 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     return 0;
   }
 
-  const std::string cfg_sha = sha256_hex(cfg.text.data(), cfg.text.size());
+  // The stage count is left out: partial results resume with any number of stages.
+  const std::string cfg_sha = sha256_hex(cfg.resume_text.data(), cfg.resume_text.size());
   std::map<std::string, std::int64_t> run_docs;
   std::map<std::string, std::map<std::string, std::string>> run_inputs;
   for (const auto& p : runs) {
@@ -745,7 +737,13 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     agree_on_errors(group, world, "sink-run", [&] {
       const at::Device dev(devices[r][world.rank()].device);
       lo.device = dev.str();
-      stages = plan_pipeline(stage_count(rc), p.spec.n_layers, group, cfg.path);
+      const RunStages rs =
+          resolve_run_stages(rc, p.spec, longest_document(p.docs, p.calib), devices[r], group.size(), cfg.path);
+      stages = place_in_pipeline(rs, group);
+      if (stages.n > 1) {  // this stage's layers only (the embedding on the first, the head on the last)
+        lo.layer_begin = stages.l0();
+        lo.layer_end = stages.l1();
+      }
       log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
                 std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
       model = p.random_weights ? random_model((fs::path(p.model_path) / "config.json").string(), lo)
@@ -757,9 +755,13 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     std::unique_ptr<dist::Transport> xp;
     if (stages.n > 1) {
       xp = dist::make_transport(pipe, lo.device);
-      if (group.rank() == 0)
-        log::info(rc.name + ": " + std::to_string(stages.n_pipes) + " pipelines of " + std::to_string(stages.n) +
-                  " stages (" + xp->name() + ")");
+      if (group.rank() == 0) {
+        std::string ls;
+        for (const auto& [a, b] : stages.layers)
+          ls += (ls.empty() ? "" : ", ") + std::to_string(a) + "-" + std::to_string(b - 1);
+        log::info(rc.name + ": " + std::to_string(stages.n_pipes) + " pipeline(s) of " + std::to_string(stages.n) +
+                  " stages (layers " + ls + "; transport " + xp->name() + ")");
+      }
     }
     c10::InferenceMode guard;
     const std::int64_t s = p.policy.position;

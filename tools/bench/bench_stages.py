@@ -43,9 +43,10 @@ def main():
     for rep in range(a.repeat):
         for layout in ("ranks", "stages"):
             out = os.path.join(tmp, f"out_{layout}_{rep}")
-            cfg = write_config(os.path.join(tmp, f"{layout}_{rep}.yaml"), out=out, **kw)
+            cfg = write_config(os.path.join(tmp, f"{layout}_{rep}.yaml"), out=out, stages=2 if layout == "stages" else 1,
+                               **kw)
             stats = os.path.join(tmp, f"wire_{layout}_{rep}.jsonl")
-            env = dict(os.environ, SINK_STAGES="2" if layout == "stages" else "1", SINK_TRANSPORT_STATS=stats)
+            env = dict(os.environ, SINK_TRANSPORT_STATS=stats)
             cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2", "build/release/sink-run", cfg,
                    "--no-progress", "--bucket-size", "1", "--threads", str(a.threads)]
             t0 = time.perf_counter()

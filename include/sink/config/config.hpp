@@ -52,6 +52,7 @@ struct RunConfig {
 struct Config {
   std::string path;                          // the YAML file
   std::string text;                          // its text after --set overrides (stored in results.h5)
+  std::string resume_text;                   // the same without `stages`: what --resume checks partial results against
   std::string out;                           // output folder; results.h5 goes there
   std::vector<RunConfig> runs;               // one for a run config, several for a sweep
   std::string log_level = "info";
