@@ -529,12 +529,14 @@ DocArrays staged_document(const Model& m, const PreparedDoc& d, std::int64_t j, 
     install_ssp(m, *bias, modes[k], hm);
     logits[k] = stage_pass(m, st, xp, d.ids, j, hm, false);
   }
-  // Hidden-state distances where each layer lives: [modes, 2, this stage's hidden indices].
-  auto distances = [&](int k) {
+  // Hidden-state distances where each layer lives: [modes, 2, this stage's hidden indices]
+  // (float64, on the model's device for the transport; read on the host).
+  auto distances = [&](int k, const at::Device& dev) {
     const auto [h0, h1] = st.hidden(k);
-    return at::empty({static_cast<std::int64_t>(modes.size()), 2, h1 - h0}, at::TensorOptions().dtype(at::kDouble));
+    return at::empty({static_cast<std::int64_t>(modes.size()), 2, h1 - h0},
+                     at::TensorOptions().dtype(at::kDouble).device(dev));
   };
-  at::Tensor mine = distances(st.stage);
+  at::Tensor mine = distances(st.stage, at::kCPU);
   {
     const auto [h0, h1] = st.hidden(st.stage);
     auto acc = mine.accessor<double, 3>();
@@ -545,7 +547,7 @@ DocArrays staged_document(const Model& m, const PreparedDoc& d, std::int64_t j, 
       }
   }
   if (!gather_observer(obs, st, xp, j)) {
-    if (!modes.empty()) xp.send(mine, st.n - 1, j);
+    if (!modes.empty()) xp.send(mine.to(m.device()), st.n - 1, j);
     return {};
   }
   DocArrays a = obs.finish();
@@ -554,8 +556,9 @@ DocArrays staged_document(const Model& m, const PreparedDoc& d, std::int64_t j, 
     std::vector<at::Tensor> all(st.n);
     all[st.stage] = mine;
     for (int q = 0; q + 1 < st.n && !modes.empty(); ++q) {
-      all[q] = distances(q);
+      all[q] = distances(q, m.device());
       xp.recv(all[q], q, j);
+      all[q] = all[q].cpu();
     }
     std::map<std::string, SspDocResult> res;
     SspDocResult orig = ssp_score(m, d.ids, bias->sink, original.logits, nullptr);

@@ -95,7 +95,8 @@ def test_real_gguf_stages_equal_one_stage(tmp_path, model):
         assert_same_data(ref, out)
 
 
-def test_killed_stage_then_resume_with_other_stage_count(tmp_path):
+@pytest.mark.parametrize("victim", [0, 1], ids=["first_stage", "last_stage"])
+def test_killed_stage_then_resume_with_other_stage_count(tmp_path, victim):
     model = os.path.join(TINY, "llama")
     ref_cfg, ref = config(tmp_path, "ref", model, n=10)
     run(ref_cfg, 1)
@@ -113,8 +114,8 @@ def test_killed_stage_then_resume_with_other_stage_count(tmp_path):
             break
         time.sleep(0.05)
     assert len(done) >= 3, "the run did not get going"
-    # SIGKILL one stage (the first, rank 0: it writes no partial files, the last stage does), as a node failure would.
-    os.kill(rank_pid(cfg, 0), signal.SIGKILL)
+    # SIGKILL one stage, as a node failure would: the first (it writes nothing) or the last (the writer).
+    os.kill(rank_pid(cfg, victim), signal.SIGKILL)
     p.communicate(timeout=120)
     assert p.returncode != 0
     assert not out.exists()  # nothing passed off as complete
@@ -124,3 +125,12 @@ def test_killed_stage_then_resume_with_other_stage_count(tmp_path):
     # The stage count is not among what --resume checks (it places the work, it does not change it).
     run(cfg, 3, "--resume", "--set", "stages=3")
     assert_same_data(ref, out)
+
+
+def test_stages_that_do_not_divide_the_ranks_are_refused(tmp_path):
+    cfg, out = config(tmp_path, "bad", os.path.join(TINY, "llama"), n=2, stages=2, modes=())
+    r = run(cfg, 3, check=False)
+    assert r.returncode == 2
+    lines = [l for l in r.stderr.splitlines() if "error" in l]
+    assert len(lines) == 1 and "stages" in lines[0] and "bad.yaml" in lines[0], r.stderr
+    assert not out.exists()
