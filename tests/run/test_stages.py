@@ -134,3 +134,13 @@ def test_stages_that_do_not_divide_the_ranks_are_refused(tmp_path):
     lines = [l for l in r.stderr.splitlines() if "error" in l]
     assert len(lines) == 1 and "stages" in lines[0] and "bad.yaml" in lines[0], r.stderr
     assert not out.exists()
+
+
+def test_bfloat16_stages_equal_one_stage(tmp_path):
+    # The hidden state crosses in the compute dtype (2 bytes here), bit for bit.
+    model = os.path.join(TINY, "llama")
+    cfg, ref = config(tmp_path, "b1", model, n=4, dtype="bfloat16")
+    run(cfg, 1)
+    cfg, out = config(tmp_path, "b2", model, n=4, stages=2, dtype="bfloat16")
+    run(cfg, 2)
+    assert_same_data(ref, out)
