@@ -428,14 +428,15 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   std::vector<std::string> device_maps;
   for (const auto& p : runs) device_maps.push_back(p.rc.device_map);
   const auto devices = plan_devices(device_maps, cfg.path, world);  // [run][rank]; refuses here, dry run or not
+  // Pipeline stages per run, resolved and checked before anything is printed or loaded (a refusal
+  // is one line, dry run or not). The group is the world when the runs take turns; with a group per
+  // run its size comes later, and so does that check.
+  std::vector<RunStages> stages;
+  const bool whole_world = runs.size() == 1 || world.size() < static_cast<int>(runs.size());
+  for (std::size_t r = 0; r < runs.size(); ++r)
+    stages.push_back(resolve_run_stages(runs[r].rc, runs[r].spec, longest_document(runs[r].docs, runs[r].calib),
+                                        devices[r], whole_world ? world.size() : 0, cfg.path));
   if (flags.dry_run) {
-    // Stages checked for every run before anything is printed (a refusal prints one line only).
-    // The group is the world when the runs take turns; with a group per run, its size comes later.
-    std::vector<RunStages> stages;
-    const bool whole_world = runs.size() == 1 || world.size() < static_cast<int>(runs.size());
-    for (std::size_t r = 0; r < runs.size(); ++r)
-      stages.push_back(resolve_run_stages(runs[r].rc, runs[r].spec, longest_document(runs[r].docs, runs[r].calib),
-                                          devices[r], whole_world ? world.size() : 0, cfg.path));
     if (world.rank() == 0)
       for (std::size_t r = 0; r < runs.size(); ++r) {
         const auto& p = runs[r];

@@ -1,9 +1,10 @@
 // Pipeline stages loaded apart (LoadOptions::layer_begin/layer_end, issue 18): a chain
 // embed → blocks → … → head across separately loaded stage models gives logits and every hook's
 // output bit-identical to the whole model's forward(), on every family's tiny checkpoint (every
-// split into consecutive stages) and the real GGUF models (the plans for 2 and 3 stages). A stage
-// holds its own layers' tensors only (the others undefined), the embedding only on the first, the
-// final norm and head only on the last, and its resident bytes are exactly the plan's. The chain
+// split into consecutive stages, and stories260K's) and the real GGUF models SmolLM2 and Gemma 3
+// 270M (their 3-stage plans: a first, a middle and a last stage). A stage holds its own layers'
+// tensors only (the others undefined), the embedding only on the first, the final norm and head
+// only on the last, and its resident bytes are exactly the plan's. The chain
 // is checked against forward(), which tests/model/test_parity_hf.py checks against HF. Tensors
 // outside a stage are never read (poisoned with NaN in a copy of a checkpoint, the stage loads).
 #include <ATen/ATen.h>

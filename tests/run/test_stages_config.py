@@ -70,7 +70,8 @@ def test_refusals(tmp_path):
     for args in (["--dry-run"], []):
         one_line_error(sink_run(c, *args, check=False), c, "key 'stages'", f"{n_layers} layers")
     c = cfg(tmp_path, stages=2)
-    one_line_error(sink_run(c, "--dry-run", check=False, mpi=3), c, "key 'stages'", "do not divide the group of 3")
+    for args in (["--dry-run"], []):
+        one_line_error(sink_run(c, *args, check=False, mpi=3), c, "key 'stages'", "do not divide the group of 3")
     for bad in (0, "two", 1.5):
         c = cfg(tmp_path, stages=bad)
         one_line_error(sink_run(c, "--dry-run", check=False), c, "key 'stages'", "expected an integer >= 1 or auto")
