@@ -61,7 +61,11 @@ struct Taker {
   at::Tensor operator()(const std::string& name, std::vector<std::int64_t> shape, bool optional = false) const;
   // As stored (for tensors that are not floats, e.g. MXFP4 blocks), shape-checked.
   at::Tensor raw(const std::string& name, std::vector<std::int64_t> shape) const;
-  at::Tensor convert(const at::Tensor& t) const { return t.to(dev, dt, false, true).contiguous(); }
+  // A copy of borrowed (memory-mapped) bytes; a tensor of the loader's own is moved as it is
+  // when it already has the dtype and device (a second 0.6 GiB buffer for a large embedding).
+  at::Tensor convert(const at::Tensor& t, bool own = false) const {
+    return t.to(dev, dt, false, !own && src.borrows()).contiguous();
+  }
 };
 
 // opt.layer_begin/layer_end resolved against n_layers (−1 = n_layers); an InputError naming

@@ -72,10 +72,10 @@ Weights take_gpt_oss(const ModelSpec& s, const Taker& take) {
       if (d % 32 || f % 32) throw InputError(take.src.where(ex + "gate_up_proj_blocks"), "MXFP4 needs sizes divisible by 32");
       auto gu = dequantize_mxfp4(take.raw(ex + "gate_up_proj_blocks", {E, 2 * f, d / 32, 16}),
                                  take.raw(ex + "gate_up_proj_scales", {E, 2 * f, d / 32}));
-      L.experts_gate_up = take.convert(gu.transpose(1, 2));
+      L.experts_gate_up = take.convert(gu.transpose(1, 2), /*own=*/true);
       auto dn = dequantize_mxfp4(take.raw(ex + "down_proj_blocks", {E, d, f / 32, 16}),
                                  take.raw(ex + "down_proj_scales", {E, d, f / 32}));
-      L.experts_down = take.convert(dn.transpose(1, 2));
+      L.experts_down = take.convert(dn.transpose(1, 2), /*own=*/true);
     } else {
       L.experts_gate_up = take(ex + "gate_up_proj", {E, d, 2 * f});
       L.experts_down = take(ex + "down_proj", {E, f, d});

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -83,7 +84,9 @@ at::Tensor Taker::operator()(const std::string& name, std::vector<std::int64_t> 
   at::Tensor t = raw(name, shape);
   if (!at::isFloatingType(t.scalar_type()))
     throw InputError(src.where(name), "tensor '" + name + "' is not a floating-point tensor");
-  if (!at::isfinite(t).all().item<bool>())
+  // NaN propagates through min and max, ±Inf shows as one of them: no [numel] mask allocated.
+  const auto [lo, hi] = t.numel() ? at::aminmax(t) : std::tuple{at::zeros({}), at::zeros({})};
+  if (!std::isfinite(lo.item<double>()) || !std::isfinite(hi.item<double>()))
     throw InputError(src.where(name), "tensor '" + name + "' contains NaN or Inf");
   return convert(t);
 }

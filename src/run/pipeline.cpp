@@ -629,14 +629,15 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   std::vector<std::string> device_maps;
   for (const auto& p : runs) device_maps.push_back(p.rc.device_map);
   const auto devices = plan_devices(device_maps, cfg.path, world);  // [run][rank]; refuses here, dry run or not
+  // Pipeline stages per run, resolved and checked before anything is printed or loaded (a refusal
+  // is one line, dry run or not). The group is the world when the runs take turns; with a group per
+  // run its size comes later, and so does that check.
+  std::vector<RunStages> stages;
+  const bool whole_world = runs.size() == 1 || world.size() < static_cast<int>(runs.size());
+  for (std::size_t r = 0; r < runs.size(); ++r)
+    stages.push_back(resolve_run_stages(runs[r].rc, runs[r].spec, longest_document(runs[r].docs, runs[r].calib),
+                                        devices[r], whole_world ? world.size() : 0, cfg.path));
   if (flags.dry_run) {
-    // Stages checked for every run before anything is printed (a refusal prints one line only).
-    // The group is the world when the runs take turns; with a group per run, its size comes later.
-    std::vector<RunStages> stages;
-    const bool whole_world = runs.size() == 1 || world.size() < static_cast<int>(runs.size());
-    for (std::size_t r = 0; r < runs.size(); ++r)
-      stages.push_back(resolve_run_stages(runs[r].rc, runs[r].spec, longest_document(runs[r].docs, runs[r].calib),
-                                          devices[r], whole_world ? world.size() : 0, cfg.path));
     if (world.rank() == 0)
       for (std::size_t r = 0; r < runs.size(); ++r) {
         const auto& p = runs[r];
@@ -735,17 +736,18 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     lo.dtype = rc.dtype;
     std::unique_ptr<Model> model;
     std::map<std::string, at::Tensor> mu;
-    Stages stages;
+    Stages place;
     // Every rank of the group loads the same files: agreed on, so one line is printed, once.
     agree_on_errors(group, world, "sink-run", [&] {
       const at::Device dev(devices[r][world.rank()].device);
       lo.device = dev.str();
+      // Resolved again with this group's size (a sweep's groups are sized only after the split).
       const RunStages rs =
           resolve_run_stages(rc, p.spec, longest_document(p.docs, p.calib), devices[r], group.size(), cfg.path);
-      stages = place_in_pipeline(rs, group);
-      if (stages.n > 1) {  // this stage's layers only (the embedding on the first, the head on the last)
-        lo.layer_begin = stages.l0();
-        lo.layer_end = stages.l1();
+      place = place_in_pipeline(rs, group);
+      if (place.n > 1) {  // this stage's layers only (the embedding on the first, the head on the last)
+        lo.layer_begin = place.l0();
+        lo.layer_end = place.l1();
       }
       log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
                 std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
@@ -754,15 +756,15 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
       if (rc.intervention && !rc.intervention->mu_from.empty()) mu = load_mu(rc.intervention->mu_from, p);
     });
     // One communicator and transport per pipeline (consecutive ranks of the group).
-    dist::Comm pipe = group.split(stages.pipe, stages.stage);
+    dist::Comm pipe = group.split(place.pipe, place.stage);
     std::unique_ptr<dist::Transport> xp;
-    if (stages.n > 1) {
+    if (place.n > 1) {
       xp = dist::make_transport(pipe, lo.device);
       if (group.rank() == 0) {
         std::string ls;
-        for (const auto& [a, b] : stages.layers)
+        for (const auto& [a, b] : place.layers)
           ls += (ls.empty() ? "" : ", ") + std::to_string(a) + "-" + std::to_string(b - 1);
-        log::info(rc.name + ": " + std::to_string(stages.n_pipes) + " pipeline(s) of " + std::to_string(stages.n) +
+        log::info(rc.name + ": " + std::to_string(place.n_pipes) + " pipeline(s) of " + std::to_string(place.n) +
                   " stages (layers " + ls + "; transport " + xp->name() + ")");
       }
     }
@@ -780,7 +782,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
       } else {
         PartialStore cstore(cfg.out, rc.name, "calibration");
         auto cb = make_buckets(p.calib, flags.bucket_size);
-        auto mine = assign_buckets(cb, stages.pipe, stages.n_pipes);
+        auto mine = assign_buckets(cb, place.pipe, place.n_pipes);
         const auto calib_flat = flat_sizes(p, false);
         Progress prog(rc.name + " calibration", static_cast<std::int64_t>(p.calib.size()), show,
                       flags.progress_seconds);
@@ -788,11 +790,11 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
         run_buckets(
             cstore, p.calib, cb, mine, false, calib_flat,
             [&](const PreparedDoc& d, std::int64_t j, GeometryAccumulator&, MuAccumulator& m) {
-              m = stages.n > 1 ? staged_mu(*model, d, j, s, stages, *xp) : observe_mu(*model, d.ids, s);
+              m = place.n > 1 ? staged_mu(*model, d, j, s, place, *xp) : observe_mu(*model, d.ids, s);
               toks += static_cast<std::int64_t>(d.ids.size());
               return DocArrays{};
             },
-            [&] { prog.update(++done * stages.n_pipes, toks * stages.n_pipes); }, stages.last());
+            [&] { prog.update(++done * place.n_pipes, toks * place.n_pipes); }, place.last());
         if (xp) xp->wait_sends();
         group.barrier();
         MuAccumulator all;
@@ -819,7 +821,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     // ---- observation (and SSP) over the evaluation documents
     PartialStore store(cfg.out, rc.name);
     auto buckets = make_buckets(p.docs, flags.bucket_size);
-    auto mine = assign_buckets(buckets, stages.pipe, stages.n_pipes);
+    auto mine = assign_buckets(buckets, place.pipe, place.n_pipes);
     Progress prog(rc.name, static_cast<std::int64_t>(p.docs.size()), show, flags.progress_seconds);
     std::int64_t toks = 0;
     ObserveOptions o;
@@ -837,9 +839,9 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     run_buckets(store, p.docs, buckets, mine, true, flat_sizes(p, true),
                 [&](const PreparedDoc& d, std::int64_t j, GeometryAccumulator& g, MuAccumulator&) {
                   const auto T = static_cast<std::int64_t>(d.ids.size());
-                  if (stages.n > 1) {
+                  if (place.n > 1) {
                     toks += T;
-                    return staged_document(*model, d, j, o, rc.intervention ? &bias : nullptr, modes, stages, *xp, g);
+                    return staged_document(*model, d, j, o, rc.intervention ? &bias : nullptr, modes, place, *xp, g);
                   }
                   Observer obs(*model, o, T);
                   Hooks h;
@@ -858,13 +860,13 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
                     std::int64_t n = 0;
                     for (int q : my_runs) n += PartialStore(cfg.out, runs[q].rc.name).count_docs();
                     (void)n;
-                    prog.update(store.count_docs(), toks * stages.n_pipes);
+                    prog.update(store.count_docs(), toks * place.n_pipes);
                   }
                 },
-                stages.last());
+                place.last());
     if (xp) {
       xp->wait_sends();
-      report_transport(stages, *xp, rc.name);
+      report_transport(place, *xp, rc.name);
     }
     group.barrier();
   }

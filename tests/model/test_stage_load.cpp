@@ -1,18 +1,24 @@
 // Pipeline stages loaded apart (LoadOptions::layer_begin/layer_end, issue 18): a chain
 // embed → blocks → … → head across separately loaded stage models gives logits and every hook's
 // output bit-identical to the whole model's forward(), on every family's tiny checkpoint (every
-// split into consecutive stages) and the real GGUF models (the plans for 2 and 3 stages). A stage
-// holds its own layers' tensors only (the others undefined), the embedding only on the first, the
-// final norm and head only on the last, and its resident bytes are exactly the plan's. The chain
-// is checked against forward(), which tests/model/test_parity_hf.py checks against HF.
+// split into consecutive stages, and stories260K's) and the real GGUF models SmolLM2 and Gemma 3
+// 270M (their 3-stage plans: a first, a middle and a last stage). A stage holds its own layers'
+// tensors only (the others undefined), the embedding only on the first, the final norm and head
+// only on the last, and its resident bytes are exactly the plan's. The chain
+// is checked against forward(), which tests/model/test_parity_hf.py checks against HF. Tensors
+// outside a stage are never read (poisoned with NaN in a copy of a checkpoint, the stage loads).
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "sink/model/model.hpp"
 #include "sink/model/random.hpp"
@@ -240,4 +246,50 @@ TEST(StageLoadErrors, Ranges) {
     EXPECT_THROW(load_model(p, o), InputError) << b << "," << e;
   }
   EXPECT_THROW(plan_stages(spec_of(p), 4, "float32", 8), std::invalid_argument);
+}
+
+// What lies outside a stage is never read: NaN written into the embedding, the head and the first
+// and last layers' q_proj of a copy of the tiny llama checkpoint (the loader refuses a tensor with
+// NaN, so reading any of them would fail the load): the middle stage loads, and every range that
+// holds one of them is refused, naming the tensor.
+TEST(StageLoadUntouched, OtherTensorsNeverRead) {
+  const fs::path dir = fs::temp_directory_path() / ("sink_stage_untouched_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::copy(fixture("llama"), dir);
+  const fs::path st = dir / "model.safetensors";
+  const int L = spec_of(dir.string()).n_layers;
+  ASSERT_GE(L, 3);
+  {
+    std::fstream f(st, std::ios::in | std::ios::out | std::ios::binary);
+    std::uint64_t n = 0;
+    f.read(reinterpret_cast<char*>(&n), 8);
+    std::string h(n, '\0');
+    f.read(h.data(), static_cast<std::streamsize>(n));
+    const auto hdr = nlohmann::json::parse(h);
+    const std::string last = "model.layers." + std::to_string(L - 1) + ".self_attn.q_proj.weight";
+    for (const std::string& name : {std::string("model.embed_tokens.weight"), std::string("lm_head.weight"),
+                                    std::string("model.layers.0.self_attn.q_proj.weight"), last}) {
+      ASSERT_EQ(hdr.at(name).at("dtype"), "F32") << name;
+      const auto b = hdr.at(name).at("data_offsets")[0].get<std::uint64_t>();
+      const auto e = hdr.at(name).at("data_offsets")[1].get<std::uint64_t>();
+      const std::vector<float> nan((e - b) / 4, std::numeric_limits<float>::quiet_NaN());
+      f.seekp(static_cast<std::streamoff>(8 + n + b));
+      f.write(reinterpret_cast<const char*>(nan.data()), static_cast<std::streamsize>(e - b));
+    }
+  }
+  auto stage = [&](int l0, int l1) {
+    LoadOptions o;
+    o.layer_begin = l0, o.layer_end = l1;
+    return load_model(dir.string(), o);
+  };
+  EXPECT_NO_THROW(stage(1, L - 1));
+  for (auto [l0, l1] : {std::pair{0, L}, {0, 1}, {L - 1, L}, {0, L - 1}, {1, L}}) {
+    try {
+      stage(l0, l1);
+      ADD_FAILURE() << "[" << l0 << ", " << l1 << ") loaded a poisoned tensor";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("contains NaN or Inf"), std::string::npos) << e.what();
+    }
+  }
+  fs::remove_all(dir);
 }
