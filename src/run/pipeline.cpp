@@ -836,34 +836,35 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     o.geometry = rc.step_values;
     o.sketch = rc.geometry_sketch;
     o.top_keys = rc.top_keys;
-    run_buckets(store, p.docs, buckets, mine, true, flat_sizes(p, true),
-                [&](const PreparedDoc& d, std::int64_t j, GeometryAccumulator& g, MuAccumulator&) {
-                  const auto T = static_cast<std::int64_t>(d.ids.size());
-                  if (place.n > 1) {
-                    toks += T;
-                    return staged_document(*model, d, j, o, rc.intervention ? &bias : nullptr, modes, place, *xp, g);
-                  }
-                  Observer obs(*model, o, T);
-                  Hooks h;
-                  obs.install(h);
-                  SspOriginal original;  // the observation pass is also SSP's original pass
-                  if (rc.intervention) capture_original(h, original, p.spec.n_layers);
-                  model->forward(d.ids, h);
-                  DocArrays a = obs.finish();
-                  if (o.geometry) g = std::move(obs.geometry());
-                  if (rc.intervention) add_ssp_arrays(a, ssp_measure(*model, d.ids, bias, modes, &original));
-                  toks += T;
-                  return a;
-                },
-                [&] {
-                  if (show) {
-                    std::int64_t n = 0;
-                    for (int q : my_runs) n += PartialStore(cfg.out, runs[q].rc.name).count_docs();
-                    (void)n;
-                    prog.update(store.count_docs(), toks * place.n_pipes);
-                  }
-                },
-                place.last());
+    run_buckets(
+        store, p.docs, buckets, mine, true, flat_sizes(p, true),
+        [&](const PreparedDoc& d, std::int64_t j, GeometryAccumulator& g, MuAccumulator&) {
+          const auto T = static_cast<std::int64_t>(d.ids.size());
+          if (place.n > 1) {
+            toks += T;
+            return staged_document(*model, d, j, o, rc.intervention ? &bias : nullptr, modes, place, *xp, g);
+          }
+          Observer obs(*model, o, T);
+          Hooks h;
+          obs.install(h);
+          SspOriginal original;  // the observation pass is also SSP's original pass
+          if (rc.intervention) capture_original(h, original, p.spec.n_layers);
+          model->forward(d.ids, h);
+          DocArrays a = obs.finish();
+          if (o.geometry) g = std::move(obs.geometry());
+          if (rc.intervention) add_ssp_arrays(a, ssp_measure(*model, d.ids, bias, modes, &original));
+          toks += T;
+          return a;
+        },
+        [&] {
+          if (show) {
+            std::int64_t n = 0;
+            for (int q : my_runs) n += PartialStore(cfg.out, runs[q].rc.name).count_docs();
+            (void)n;
+            prog.update(store.count_docs(), toks * place.n_pipes);
+          }
+        },
+        place.last());
     if (xp) {
       xp->wait_sends();
       report_transport(place, *xp, rc.name);
