@@ -82,7 +82,7 @@ void mark_from_set(Node& n) {
 const std::vector<std::string> kRunKeys = {
     "name", "model", "eval_jsonl", "eval_field", "max_docs", "max_total_tokens", "long_documents", "dtype",
     "device_map", "layers_to_show", "max_tokens_to_show", "max_tokens_to_calc", "steps", "sink_policy",
-    "epsilon", "geometry_sketch", "intervention", "top_keys", "docs_to_show"};
+    "epsilon", "geometry_sketch", "intervention", "top_keys", "docs_to_show", "stages"};
 // clang-format on
 const std::vector<std::string> kConfigKeys = {"out", "log_level"};  // once per file
 const std::vector<std::string> kSweepKeys = {"out", "log_level", "defaults", "runs"};
@@ -508,6 +508,19 @@ class Loader {
                   std::all_of(d.begin() + 5, d.end(), [](unsigned char c) { return std::isdigit(c); });
       if (d != "cpu" && d != "auto" && !cuda) fail(*n, "expected cpu, cuda:N or auto, got '" + d + "'");
     }
+    if (auto* n = m.find("stages")) {
+      // Pipeline stages per group: an integer >= 1, or auto (the fewest that fit, decided once the
+      // model's size and the device are known). Checked against the model's layers and the group's
+      // ranks where those are known (check_stages, src/model/stages.cpp).
+      std::int64_t v = 0;
+      if (n->kind == Node::Kind::Scalar && n->scalar == "auto")
+        rc.stages = RunConfig::kAutoStages;
+      else if (parse_int(*n, v) && v >= 1 && v <= (1 << 20))
+        rc.stages = static_cast<int>(v);
+      else
+        fail(*n, "expected an integer >= 1 or auto, got '" +
+                     (n->kind == Node::Kind::Scalar ? n->scalar : std::string("a list or map")) + "'");
+    }
     if (auto* n = m.find("layers_to_show")) rc.layers_to_show = as_layers(*n);
     if (auto* n = m.find("max_tokens_to_show")) rc.max_tokens_to_show = as_int(*n, 1);
     if (auto* n = m.find("max_tokens_to_calc")) rc.max_tokens_to_calc = as_int(*n, 1);
@@ -712,6 +725,20 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   YAML::Emitter e;
   emit(e, root);
   cfg.text = std::string(e.c_str()) + "\n";
+  // What --resume compares: the text without `stages` (where the layers run, not what is
+  // computed: a run resumes with any stage count), at the top, in defaults and in each run.
+  auto drop_stages = [](Node& n) {
+    if (n.kind == Node::Kind::Map)
+      n.map.erase(std::remove_if(n.map.begin(), n.map.end(), [](const Entry& x) { return x.key == "stages"; }),
+                  n.map.end());
+  };
+  drop_stages(root);
+  if (Node* d = root.find("defaults")) drop_stages(*d);
+  if (Node* runs = root.find("runs"); runs && runs->kind == Node::Kind::Seq)
+    for (auto& r : runs->seq) drop_stages(r);
+  YAML::Emitter id;
+  emit(id, root);
+  cfg.resume_text = std::string(id.c_str()) + "\n";
   return cfg;
 }
 

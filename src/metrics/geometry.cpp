@@ -125,6 +125,12 @@ std::vector<at::Tensor> GeometryAccumulator::flat_parts() const {
           second_};
 }
 
+std::vector<at::Tensor> GeometryAccumulator::control_parts(int l0, int l1) const {
+  std::vector<at::Tensor> out;
+  for (const auto* t : {&n_, &sums_, &norm_gram_, &second_}) out.push_back(t->narrow(0, l0, l1 - l0).select(1, 1));
+  return out;
+}
+
 std::size_t GeometryAccumulator::flat_size() const {
   std::size_t n = 0;
   for (const auto& t : flat_parts()) n += static_cast<std::size_t>(t.numel());

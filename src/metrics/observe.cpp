@@ -49,7 +49,7 @@ Observer::Observer(const Model& m, const ObserveOptions& opt, std::int64_t T) : 
   const std::int64_t L = s.n_layers, H = s.n_heads, S = o_.max_tokens_to_show, sink = o_.sink;
   Tc_ = std::min(T, o_.max_tokens_to_calc);
   const std::int64_t Tc = Tc_, n = std::max<std::int64_t>(0, Tc - sink - 1);
-  const auto dev = m.weights().tok_embd.device();
+  const auto dev = m.device();
   if (o_.geometry) geom_ = GeometryAccumulator(s.n_layers, s.d_model, o_.sketch, dev);
   if (o_.mu) mu_ = MuAccumulator(s.n_layers, s.n_heads, s.d_model);
   const auto P = o_.max_tokens_to_calc;
@@ -86,7 +86,7 @@ Observer::Observer(const Model& m, const ObserveOptions& opt, std::int64_t T) : 
   if (o_.values || o_.geometry || o_.mu) {
     w_sink_ = at::zeros({L, H, s.d_model}, f32);
     // Block-diagonal [H·dh, H] matrix whose diagonal blocks are v_s^h (rewritten per layer).
-    blocks_ = at::zeros({H, s.head_dim, H}, m.weights().layers[0].wo.options());
+    blocks_ = at::zeros({H, s.head_dim, H}, m.weights().layers[m.layer_range().first].wo.options());  // a held layer
   }
 }
 
@@ -318,6 +318,24 @@ DocArrays Observer::finish() {
       if (o_.mu) mu_.add(l, a, w);
     }
   }
+  return out;
+}
+
+std::vector<at::Tensor> Observer::stage_parts(int l0, int l1) {
+  const int h0 = l0 == 0 ? 0 : l0 + 1, h1 = l1 + 1;  // hidden rows: resid_pre of 0, resid_post of l, final norm
+  std::vector<at::Tensor> out;
+  auto rows = [&](const at::Tensor& t, int a, int b) {
+    if (t.defined() && b > a) out.push_back(t.narrow(0, a, b - a));
+  };
+  rows(hidden_norm_, h0, h1);
+  rows(sink_rows_, h0, h1);
+  for (const auto* t : {&attn_norm_, &mlp_norm_, &a_sink_, &ent_, &learned_, &tok_sum_, &col_sum_, &kv_norm_,
+                        &w_sink_, &u2_, &vgz_})
+    rows(*t, l0, l1);
+  for (int l = l0; l < l1; ++l)
+    if (!show_slot_.empty() && show_slot_[l] >= 0 && maps_.defined()) out.push_back(maps_[show_slot_[l]]);
+  if (!geom_.empty())
+    for (auto& t : geom_.control_parts(l0, l1)) out.push_back(t);
   return out;
 }
 

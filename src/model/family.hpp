@@ -50,21 +50,37 @@ void check_ranges(const Cfg& c, const ModelSpec& s);
 
 // Takes one tensor by HF name: checks presence, shape and finiteness, converts
 // to the compute dtype and device.
+// A pipeline stage takes only its layers [layer_begin, layer_end), the embedding when it is the
+// first stage and the final norm and head when it is the last: no other tensor is read.
 struct Taker {
   const WeightSource& src;
   at::ScalarType dt;
   at::Device dev;
+  int layer_begin = 0, layer_end = 0;
+  bool embedding = true, head = true;
   at::Tensor operator()(const std::string& name, std::vector<std::int64_t> shape, bool optional = false) const;
   // As stored (for tensors that are not floats, e.g. MXFP4 blocks), shape-checked.
   at::Tensor raw(const std::string& name, std::vector<std::int64_t> shape) const;
-  at::Tensor convert(const at::Tensor& t) const { return t.to(dev, dt, false, true).contiguous(); }
+  // A copy of borrowed (memory-mapped) bytes; a tensor of the loader's own is moved as it is
+  // when it already has the dtype and device (a second 0.6 GiB buffer for a large embedding).
+  at::Tensor convert(const at::Tensor& t, bool own = false) const {
+    return t.to(dev, dt, false, !own && src.borrows()).contiguous();
+  }
 };
 
+// opt.layer_begin/layer_end resolved against n_layers (−1 = n_layers); an InputError naming
+// `where` unless it is a non-empty part of [0, n_layers).
+std::pair<int, int> stage_layer_range(const LoadOptions& opt, int n_layers, const std::string& where);
+
 // Pieces of the tables that several families share (HF's Llama naming).
-// tok_embd, model.norm, and lm_head (or the tied embedding).
+// tok_embd (first stage), model.norm and lm_head or the tied embedding (last stage).
 void take_llama_embeddings(const ModelSpec& s, const Taker& take, Weights& w);
 // self_attn.{q,k,v,o}_proj weights, with the biases the spec asks for (o's with o_bias).
 void take_llama_attention(const std::string& prefix, const ModelSpec& s, const Taker& take, LayerWeights& L);
+// The embedding and head of a family whose names are `embd`, `norm` (+ `norm_b` when not empty) and
+// `head` (read only when untied): each stage takes its part; a tied head on a single stage aliases.
+void take_ends(const ModelSpec& s, const Taker& take, Weights& w, const std::string& embd, const std::string& norm,
+               const std::string& norm_b, const std::string& head);
 
 // One entry per family: its config reader and its weight table.
 void read_llama_like(const Cfg& c, ModelSpec& s, const std::string& model_type);

@@ -38,7 +38,7 @@ Weights take_gemma2(const ModelSpec& s, const Taker& take) {
   const std::int64_t d = s.d_model, f = s.d_ff;
   Weights w;
   take_llama_embeddings(s, take, w);
-  for (int l = 0; l < s.n_layers; ++l) {
+  for (int l = take.layer_begin; l < take.layer_end; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
     L.attn_norm = take(p + "input_layernorm.weight", {d});
@@ -49,7 +49,7 @@ Weights take_gemma2(const ModelSpec& s, const Taker& take) {
     L.w_gate = take(p + "mlp.gate_proj.weight", {f, d});
     L.w_up = take(p + "mlp.up_proj.weight", {f, d});
     L.w_down = take(p + "mlp.down_proj.weight", {d, f});
-    w.layers.push_back(std::move(L));
+    w.layers[l] = std::move(L);
   }
   return w;
 }

@@ -99,7 +99,7 @@ void read_gemma3(const Cfg& c, ModelSpec& s) {
 Weights take_gemma3(const ModelSpec& s, const Taker& take) {
   const std::int64_t dh = s.head_dim;
   Weights w = take_gemma2(s, take);
-  for (int l = 0; l < s.n_layers; ++l) {
+  for (int l = take.layer_begin; l < take.layer_end; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     w.layers[l].q_norm = take(p + "self_attn.q_norm.weight", {dh});
     w.layers[l].k_norm = take(p + "self_attn.k_norm.weight", {dh});

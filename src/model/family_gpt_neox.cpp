@@ -30,12 +30,10 @@ void read_gpt_neox(const Cfg& c, ModelSpec& s) {
 Weights take_gpt_neox(const ModelSpec& s, const Taker& take) {
   const std::int64_t d = s.d_model, H = s.n_heads, dh = s.head_dim, f = s.d_ff;
   Weights w;
-  w.tok_embd = take("gpt_neox.embed_in.weight", {s.vocab, d});
-  w.output_norm = take("gpt_neox.final_layer_norm.weight", {d});
-  w.output_norm_b = take("gpt_neox.final_layer_norm.bias", {d});
-  w.output = s.tied_embeddings ? w.tok_embd : take("embed_out.weight", {s.vocab, d});
+  take_ends(s, take, w, "gpt_neox.embed_in.weight", "gpt_neox.final_layer_norm.weight",
+            "gpt_neox.final_layer_norm.bias", "embed_out.weight");
   const bool bias = s.qkv_bias;
-  for (int l = 0; l < s.n_layers; ++l) {
+  for (int l = take.layer_begin; l < take.layer_end; ++l) {
     const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
     LayerWeights L;
     L.attn_norm = take(p + "input_layernorm.weight", {d});
@@ -58,7 +56,7 @@ Weights take_gpt_neox(const ModelSpec& s, const Taker& take) {
     L.ffn_norm_b = take(p + "post_attention_layernorm.bias", {d});
     L.w_up = take(p + "mlp.dense_h_to_4h.weight", {f, d});
     L.w_down = take(p + "mlp.dense_4h_to_h.weight", {d, f});
-    w.layers.push_back(std::move(L));
+    w.layers[l] = std::move(L);
   }
   return w;
 }

@@ -57,7 +57,7 @@ Weights take_gpt_oss(const ModelSpec& s, const Taker& take) {
   const std::int64_t d = s.d_model, H = s.n_heads, f = s.d_ff, E = s.n_experts;
   Weights w;
   take_llama_embeddings(s, take, w);
-  for (int l = 0; l < s.n_layers; ++l) {
+  for (int l = take.layer_begin; l < take.layer_end; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
     L.attn_norm = take(p + "input_layernorm.weight", {d});
@@ -72,17 +72,17 @@ Weights take_gpt_oss(const ModelSpec& s, const Taker& take) {
       if (d % 32 || f % 32) throw InputError(take.src.where(ex + "gate_up_proj_blocks"), "MXFP4 needs sizes divisible by 32");
       auto gu = dequantize_mxfp4(take.raw(ex + "gate_up_proj_blocks", {E, 2 * f, d / 32, 16}),
                                  take.raw(ex + "gate_up_proj_scales", {E, 2 * f, d / 32}));
-      L.experts_gate_up = take.convert(gu.transpose(1, 2));
+      L.experts_gate_up = take.convert(gu.transpose(1, 2), /*own=*/true);
       auto dn = dequantize_mxfp4(take.raw(ex + "down_proj_blocks", {E, d, f / 32, 16}),
                                  take.raw(ex + "down_proj_scales", {E, d, f / 32}));
-      L.experts_down = take.convert(dn.transpose(1, 2));
+      L.experts_down = take.convert(dn.transpose(1, 2), /*own=*/true);
     } else {
       L.experts_gate_up = take(ex + "gate_up_proj", {E, d, 2 * f});
       L.experts_down = take(ex + "down_proj", {E, f, d});
     }
     L.experts_gate_up_b = take(ex + "gate_up_proj_bias", {E, 2 * f});
     L.experts_down_b = take(ex + "down_proj_bias", {E, d});
-    w.layers.push_back(std::move(L));
+    w.layers[l] = std::move(L);
   }
   return w;
 }

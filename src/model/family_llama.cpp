@@ -42,11 +42,23 @@ void read_llama_like(const Cfg& c, ModelSpec& s, const std::string& model_type) 
   }
 }
 
-void take_llama_embeddings(const ModelSpec& s, const Taker& take, Weights& w) {
+void take_ends(const ModelSpec& s, const Taker& take, Weights& w, const std::string& embd, const std::string& norm,
+               const std::string& norm_b, const std::string& head) {
   const std::int64_t d = s.d_model;
-  w.tok_embd = take("model.embed_tokens.weight", {s.vocab, d});
-  w.output_norm = take("model.norm.weight", {d});
-  w.output = s.tied_embeddings ? w.tok_embd : take("lm_head.weight", {s.vocab, d});
+  w.layers.resize(s.n_layers);  // a stage fills its own range only
+  if (take.embedding) w.tok_embd = take(embd, {s.vocab, d});
+  if (!take.head) return;
+  w.output_norm = take(norm, {d});
+  if (!norm_b.empty()) w.output_norm_b = take(norm_b, {d});
+  // Tied: one tensor on a single stage; the last stage of several reads the embedding as its head.
+  if (s.tied_embeddings)
+    w.output = w.tok_embd.defined() ? w.tok_embd : take(embd, {s.vocab, d});
+  else
+    w.output = take(head, {s.vocab, d});
+}
+
+void take_llama_embeddings(const ModelSpec& s, const Taker& take, Weights& w) {
+  take_ends(s, take, w, "model.embed_tokens.weight", "model.norm.weight", "", "lm_head.weight");
 }
 
 void take_llama_attention(const std::string& p, const ModelSpec& s, const Taker& take, LayerWeights& L) {
@@ -67,7 +79,7 @@ Weights take_llama_like(const ModelSpec& s, const Taker& take) {
   const std::int64_t d = s.d_model, dh = s.head_dim, f = s.d_ff;
   Weights w;
   take_llama_embeddings(s, take, w);
-  for (int l = 0; l < s.n_layers; ++l) {
+  for (int l = take.layer_begin; l < take.layer_end; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
     L.attn_norm = take(p + "input_layernorm.weight", {d});
@@ -85,7 +97,7 @@ Weights take_llama_like(const ModelSpec& s, const Taker& take) {
       L.b_up = take(p + "mlp.up_proj.bias", {f});
       L.b_down = take(p + "mlp.down_proj.bias", {d});
     }
-    w.layers.push_back(std::move(L));
+    w.layers[l] = std::move(L);
   }
   return w;
 }

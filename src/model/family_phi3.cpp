@@ -20,7 +20,7 @@ Weights take_phi3(const ModelSpec& s, const Taker& take) {
   const std::int64_t d = s.d_model, H = s.n_heads, Hkv = s.n_kv_heads, dh = s.head_dim, f = s.d_ff;
   Weights w;
   take_llama_embeddings(s, take, w);
-  for (int l = 0; l < s.n_layers; ++l) {
+  for (int l = take.layer_begin; l < take.layer_end; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights L;
     L.attn_norm = take(p + "input_layernorm.weight", {d});
@@ -34,7 +34,7 @@ Weights take_phi3(const ModelSpec& s, const Taker& take) {
     L.w_gate = gate_up.narrow(0, 0, f).contiguous();
     L.w_up = gate_up.narrow(0, f, f).contiguous();
     L.w_down = take(p + "mlp.down_proj.weight", {d, f});
-    w.layers.push_back(std::move(L));
+    w.layers[l] = std::move(L);
   }
   return w;
 }

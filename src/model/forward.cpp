@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "attention.hpp"
@@ -212,12 +213,42 @@ struct Model::Rope {
 Model::Model(ModelSpec spec, Weights w, const LoadOptions& opt)
     : spec_(std::move(spec)), w_(std::move(w)), opt_(opt), rope_(std::make_unique<Rope>()) {
   c10::InferenceMode guard;
-  const auto dev = w_.tok_embd.device();
+  const int L = spec_.n_layers;
+  l0_ = opt.layer_begin;
+  l1_ = opt.layer_end < 0 ? L : opt.layer_end;
+  if (l0_ < 0 || l1_ > L || l0_ >= l1_)
+    throw std::invalid_argument("Model: layer range [" + std::to_string(opt.layer_begin) + ", " +
+                                std::to_string(opt.layer_end) + ") is not a non-empty part of [0, " +
+                                std::to_string(L) + ")");
+  if (static_cast<int>(w_.layers.size()) != L)
+    throw std::invalid_argument("Model: weights for " + std::to_string(w_.layers.size()) + " layers, spec has " +
+                                std::to_string(L));
+  const auto dev = device();
   rope_->global = rope_table(spec_.rope, dev, spec_.source);
   if (spec_.rope_sliding) rope_->sliding = rope_table(*spec_.rope_sliding, dev, spec_.source);
 }
 
 Model::~Model() = default;
+
+at::Device Model::device() const {
+  if (w_.tok_embd.defined()) return w_.tok_embd.device();
+  if (w_.output.defined()) return w_.output.device();
+  for (const auto& L : w_.layers)
+    if (L.attn_norm.defined()) return L.attn_norm.device();
+  throw std::logic_error("Model: no weights");
+}
+
+std::int64_t resident_bytes(const Weights& w) {
+  std::set<const void*> seen;  // storages: a tied head and its embedding are one tensor
+  std::int64_t n = 0;
+  auto add = [&](const at::Tensor& t) {
+    if (t.defined() && seen.insert(t.storage().data()).second) n += static_cast<std::int64_t>(t.storage().nbytes());
+  };
+  for (const auto* t : {&w.tok_embd, &w.output_norm, &w.output_norm_b, &w.output}) add(*t);
+  for (const auto& L : w.layers)
+    for (const auto* t : L.all()) add(*t);
+  return n;
+}
 
 at::ScalarType Model::dtype() const { return parse_dtype(opt_.dtype); }
 
@@ -288,6 +319,9 @@ at::Tensor block(const ModelSpec& s, const LayerWeights& L, int l, at::Tensor x,
 at::Tensor Model::embed(const std::vector<std::int64_t>& ids) const {
   c10::InferenceMode guard;
   const auto& s = spec_;
+  if (!has_embedding())
+    throw std::logic_error("embed: this model is a pipeline stage of layers [" + std::to_string(l0_) + ", " +
+                           std::to_string(l1_) + ") without the embedding (only the first stage embeds tokens)");
   const auto dev = w_.tok_embd.device();
   if (ids.empty()) throw std::invalid_argument("forward: empty sequence");
   for (auto id : ids)
@@ -315,10 +349,14 @@ at::Tensor Model::blocks(at::Tensor x, int l0, int l1, const Hooks& hooks) const
   if (l0 < 0 || l1 > s.n_layers || l0 > l1)
     throw std::invalid_argument("blocks: layer range [" + std::to_string(l0) + ", " + std::to_string(l1) +
                                 ") outside [0, " + std::to_string(s.n_layers) + "]");
+  if (l0 < l1 && (l0 < l0_ || l1 > l1_))
+    throw std::invalid_argument("blocks: layers [" + std::to_string(l0) + ", " + std::to_string(l1) +
+                                ") requested from a pipeline stage that holds layers [" + std::to_string(l0_) + ", " +
+                                std::to_string(l1_) + ")");
   if (x.dim() != 2 || x.size(0) == 0 || x.size(1) != s.d_model)
     throw std::invalid_argument("blocks: hidden state must be [T > 0, " + std::to_string(s.d_model) + "]");
   const auto dt = dtype();
-  const auto dev = w_.tok_embd.device();
+  const auto dev = device();
   const std::int64_t T = x.size(0);
 
   // RoPE cos/sin for positions 0..T-1: float32, then cast (HF: emb.cos() * scaling, .to(dtype)).
@@ -342,6 +380,9 @@ at::Tensor Model::blocks(at::Tensor x, int l0, int l1, const Hooks& hooks) const
 at::Tensor Model::head(at::Tensor x, const Hooks& hooks) const {
   c10::InferenceMode guard;
   const auto& s = spec_;
+  if (!has_head())
+    throw std::logic_error("head: this model is a pipeline stage of layers [" + std::to_string(l0_) + ", " +
+                           std::to_string(l1_) + ") without the final norm and head (only the last stage has them)");
   HookCtx ctx;
   x = norm(s, x, w_.output_norm, w_.output_norm_b);
   hooks.run(Hook::FinalNorm, x, ctx);

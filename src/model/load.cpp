@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -61,6 +62,14 @@ std::string shape_str(at::IntArrayRef s) {
 
 namespace detail {
 
+std::pair<int, int> stage_layer_range(const LoadOptions& opt, int n_layers, const std::string& where) {
+  const int l0 = opt.layer_begin, l1 = opt.layer_end < 0 ? n_layers : opt.layer_end;
+  if (l0 < 0 || l1 > n_layers || l0 >= l1)
+    throw InputError(where, "layer range [" + std::to_string(opt.layer_begin) + ", " + std::to_string(opt.layer_end) +
+                                ") is not a non-empty part of the model's " + std::to_string(n_layers) + " layers");
+  return {l0, l1};
+}
+
 at::Tensor Taker::raw(const std::string& name, std::vector<std::int64_t> shape) const {
   if (!src.has(name)) throw InputError(src.where(name), "missing tensor '" + name + "'");
   at::Tensor t = src.get(name);
@@ -75,7 +84,9 @@ at::Tensor Taker::operator()(const std::string& name, std::vector<std::int64_t> 
   at::Tensor t = raw(name, shape);
   if (!at::isFloatingType(t.scalar_type()))
     throw InputError(src.where(name), "tensor '" + name + "' is not a floating-point tensor");
-  if (!at::isfinite(t).all().item<bool>())
+  // NaN propagates through min and max, ±Inf shows as one of them: no [numel] mask allocated.
+  const auto [lo, hi] = t.numel() ? at::aminmax(t) : std::tuple{at::zeros({}), at::zeros({})};
+  if (!std::isfinite(lo.item<double>()) || !std::isfinite(hi.item<double>()))
     throw InputError(src.where(name), "tensor '" + name + "' contains NaN or Inf");
   return convert(t);
 }
@@ -156,7 +167,8 @@ std::unique_ptr<Model> load_model(const std::string& path_or_id, const LoadOptio
     read_tokenizer_facts(dir, spec);
     src = open_safetensors_source(dir.string());
   }
-  Taker take{*src, dt, dev};
+  const auto [l0, l1] = detail::stage_layer_range(opt, spec.n_layers, path);
+  Taker take{*src, dt, dev, l0, l1, l0 == 0, l1 == spec.n_layers};
   Weights w = take_weights(spec, take);
   auto m = std::make_unique<Model>(std::move(spec), std::move(w), opt);
   m->set_source(path);

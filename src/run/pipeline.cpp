@@ -20,6 +20,7 @@
 #include "sink/config/config.hpp"
 #include "sink/config/eval_set.hpp"
 #include "sink/dist/comm.hpp"
+#include "sink/dist/transport.hpp"
 #include "sink/io/gguf.hpp"
 #include "sink/metrics/observe.hpp"
 #include "sink/model/model.hpp"
@@ -33,6 +34,7 @@
 #include "sink/run/rank_errors.hpp"
 #include "sink/run/results.hpp"
 #include "sink/run/run.hpp"
+#include "sink/run/stages.hpp"
 #include "sink/run/summary.hpp"
 #include "sink/ssp/ssp.hpp"
 #include "sink/store/h5.hpp"
@@ -223,6 +225,7 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   }
   p.spec = read_spec(p.model_path);
   const int L = p.spec.n_layers;
+  if (rc.stages != RunConfig::kAutoStages) check_stages(rc.stages, L, 0, cfg.path);
   for (int l : rc.layers_to_show)
     if (l < 0 || l >= L)
       throw InputError(cfg.path, "key 'layers_to_show': layer " + std::to_string(l) + " out of range (model has " +
@@ -332,12 +335,24 @@ void check_checkpoints(const std::string& out, const std::vector<PreparedRun>& r
   }
 }
 
+// Fault injection for the tests (a rank killed mid-run): slow each document down.
+void fault_delay() {
+  static const long delay_ms = [] {
+    const char* e = std::getenv("SINK_FAULT_DELAY_MS");
+    return e ? std::atol(e) : 0L;
+  }();
+  if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+}
+
 // One phase over buckets of documents on this rank: `fn` computes a document and
 // returns its arrays; the bucket state is checkpointed after every document.
+// In a pipeline every stage runs the same loop (the same buckets, the same documents in the
+// same order: that is what keeps the stages in step); only the `writer`, the stage that
+// assembles each document, writes the store.
 template <class Fn>
 void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs, const std::vector<Bucket>& buckets,
                  const std::vector<std::int64_t>& mine, bool write_docs, std::pair<std::size_t, std::size_t> flat,
-                 Fn&& fn, const std::function<void()>& tick) {
+                 Fn&& fn, const std::function<void()>& tick, bool writer = true) {
   for (auto b : mine) {
     const Bucket& bk = buckets[b];
     BucketState st = store.read_bucket(b, bk.count, flat.first, flat.second).value_or(BucketState{});
@@ -350,7 +365,7 @@ void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs
       DocArrays a;
       try {
         if (std::string(fault::at("doc.start", j)) == "oom") (void)at::empty({std::int64_t(1) << 40}, at::kFloat);
-        a = fn(docs[j], g, m);
+        a = fn(docs[j], j, g, m);
       } catch (const std::exception& e) {
         if (!is_out_of_memory(e)) throw;
         throw ResourceError(fs::path(store.dir()).filename().string(),
@@ -359,6 +374,12 @@ void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs
                                 "; lower max_total_tokens or run fewer ranks per node, then --resume");
       }
       fault::at("doc.computed", j);
+      if (!writer) {  // a stage that only passes the document on
+        st.done = j - bk.first + 1;
+        tick();
+        fault_delay();
+        continue;
+      }
       if (write_docs) store.write_doc(j, a);
       if (have) {  // continue the bucket's sums in document order
         if (!g.empty()) {
@@ -386,14 +407,196 @@ void run_buckets(const PartialStore& store, const std::vector<PreparedDoc>& docs
       store.write_bucket(b, st);
       fault::at("doc.recorded", j);
       tick();
-      // Fault injection for the tests (a rank killed mid-run): slow each document down.
-      static const long delay_ms = [] {
-        const char* e = std::getenv("SINK_FAULT_DELAY_MS");
-        return e ? std::atol(e) : 0L;
-      }();
-      if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      fault_delay();
     }
   }
+}
+
+// ---- pipeline stages (issue 18): a group of G ranks with N stages forms G/N pipelines of
+// consecutive ranks; stage k of a pipeline holds layers [l0, l1) and hands each document's
+// hidden state on to stage k + 1. The last stage assembles the document's record (the other
+// stages send it their layers' rows of the observation and their hidden-state distances) and
+// alone writes the partial store, exactly as a whole-model rank does.
+struct Stages {
+  int n = 1, stage = 0;  // stages per pipeline; this rank's
+  int pipe = 0, n_pipes = 1;
+  std::vector<std::pair<int, int>> layers;  // [l0, l1) per stage
+  mutable std::int64_t hidden_bytes = 0;    // sent by this stage: hidden states (the rest is the record's rows)
+  int l0() const { return layers[stage].first; }
+  int l1() const { return layers[stage].second; }
+  bool first() const { return stage == 0; }
+  bool last() const { return stage == n - 1; }
+  // HF hidden-state indices a stage produces: resid_pre of layer 0 (first stage), resid_post of
+  // its layers, the final norm (last stage).
+  std::pair<int, int> hidden(int k) const { return {layers[k].first == 0 ? 0 : layers[k].first + 1, layers[k].second + 1}; }
+};
+
+// This rank's place in the run's stage plan (resolve_run_stages: count checked, layers balanced by bytes).
+Stages place_in_pipeline(const RunStages& rs, const dist::Comm& group) {
+  Stages st;
+  st.n = rs.stages;
+  st.layers = rs.plan.layers;
+  if (st.n < 1 || static_cast<int>(st.layers.size()) != st.n || group.size() % st.n != 0)
+    throw std::runtime_error("stage plan of " + std::to_string(st.n) + " stages for a group of " +
+                             std::to_string(group.size()) + " ranks");
+  st.stage = group.rank() % st.n;
+  st.pipe = group.rank() / st.n;
+  st.n_pipes = group.size() / st.n;
+  return st;
+}
+
+// One pass of a document through this stage: the hidden state in (embedding on the first
+// stage), this stage's layers, the state out (the head's logits on the last stage, when the
+// hooks want them). The document's first pass waits, before it sends, for the previous
+// document's sends to have left: the stage computed this document meanwhile (that is the
+// pipelining), and at most one document's buffers are in flight.
+at::Tensor stage_pass(const Model& m, const Stages& st, dist::Transport& xp, const std::vector<std::int64_t>& ids,
+                      std::int64_t tag, const Hooks& h, bool first_pass) {
+  at::Tensor x;
+  if (st.first()) {
+    x = m.embed(ids);
+  } else {
+    x = at::empty({static_cast<std::int64_t>(ids.size()), m.spec().d_model},
+                  at::TensorOptions().dtype(m.dtype()).device(m.device()));
+    xp.recv(x, st.stage - 1, tag);
+  }
+  x = m.blocks(x, st.l0(), st.l1(), h);
+  if (!st.last()) {
+    if (first_pass) xp.wait_sends();
+    xp.send(x, st.stage + 1, tag);
+    st.hidden_bytes += static_cast<std::int64_t>(x.nbytes());
+    return {};
+  }
+  return m.head(x, h);
+}
+
+// The observation's per-layer rows: the other stages send theirs to the last, which copies
+// them into its Observer (the same views on both sides).
+bool gather_observer(Observer& obs, const Stages& st, dist::Transport& xp, std::int64_t tag) {
+  if (!st.last()) {
+    for (auto& t : obs.stage_parts(st.l0(), st.l1())) xp.send(t, st.n - 1, tag);
+    return false;
+  }
+  for (int q = 0; q + 1 < st.n; ++q)
+    for (auto& t : obs.stage_parts(st.layers[q].first, st.layers[q].second)) xp.recv(t, q, tag);
+  return true;
+}
+
+void add_ssp_arrays(DocArrays& a, const std::map<std::string, SspDocResult>& res) {
+  for (const auto& [name, x] : res) {
+    const std::string k = "ssp/" + name + "/";
+    a[k + "nll_sum"] = at::tensor({x.nll_sum}, at::TensorOptions().dtype(at::kDouble));
+    a[k + "n_scored"] = at::tensor({double(x.n)}, at::TensorOptions().dtype(at::kDouble));
+    a[k + "kl"] = at::tensor({float(x.kl_mean)}, at::TensorOptions().dtype(at::kFloat));
+    a[k + "resid_rel_l2"] = at::tensor(x.resid_rel_l2, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+    a[k + "resid_cos"] = at::tensor(x.resid_cos, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+  }
+}
+
+// SINK_TRANSPORT_STATS=FILE: each stage appends what it sent (for docs/distributed.md's measurements).
+void report_transport(const Stages& st, const dist::Transport& xp, const std::string& run) {
+  const char* path = std::getenv("SINK_TRANSPORT_STATS");
+  if (!path || !*path) return;
+  nlohmann::json j = {{"run", run},
+                      {"stage", st.stage},
+                      {"pipe", st.pipe},
+                      {"stages", st.n},
+                      {"transport", xp.name()},
+                      {"bytes_sent", xp.bytes_sent()},
+                      {"hidden_bytes", st.hidden_bytes}};
+  std::ofstream(path, std::ios::app) << j.dump() + "\n" << std::flush;
+}
+
+// A document's observation and SSP passes through the pipeline; the record on the last stage
+// (empty elsewhere). Every stage of the pipeline calls it for the same documents in the same order.
+DocArrays staged_document(const Model& m, const PreparedDoc& d, std::int64_t j, const ObserveOptions& o,
+                          const SinkBias* bias, const std::vector<SspMode>& modes, const Stages& st,
+                          dist::Transport& xp, GeometryAccumulator& g) {
+  const int L = m.spec().n_layers;
+  const auto T = static_cast<std::int64_t>(d.ids.size());
+  Observer obs(m, o, T);
+  Hooks h;
+  obs.install(h);
+  SspOriginal original;  // the observation pass is also SSP's original pass
+  if (bias) capture_original(h, original, L);
+  (void)stage_pass(m, st, xp, d.ids, j, h, true);
+  // The patched passes follow the original through the stages, mode by mode.
+  std::vector<std::vector<at::Tensor>> patched(modes.size());
+  std::vector<at::Tensor> logits(modes.size());
+  for (std::size_t k = 0; k < modes.size(); ++k) {
+    Hooks hm;
+    capture_hidden_states(hm, patched[k], L);
+    install_ssp(m, *bias, modes[k], hm);
+    logits[k] = stage_pass(m, st, xp, d.ids, j, hm, false);
+  }
+  // Hidden-state distances where each layer lives: [modes, 2, this stage's hidden indices]
+  // (float64, on the model's device for the transport; read on the host).
+  auto distances = [&](int k, const at::Device& dev) {
+    const auto [h0, h1] = st.hidden(k);
+    return at::empty({static_cast<std::int64_t>(modes.size()), 2, h1 - h0},
+                     at::TensorOptions().dtype(at::kDouble).device(dev));
+  };
+  at::Tensor mine = distances(st.stage, at::kCPU);
+  {
+    const auto [h0, h1] = st.hidden(st.stage);
+    auto acc = mine.accessor<double, 3>();
+    for (std::size_t k = 0; k < modes.size(); ++k)
+      for (int l = h0; l < h1; ++l) {
+        const auto [rel, cos] = ssp_resid_distance(original.hidden[l], patched[k][l], bias->sink);
+        acc[k][0][l - h0] = rel, acc[k][1][l - h0] = cos;
+      }
+  }
+  if (!gather_observer(obs, st, xp, j)) {
+    if (!modes.empty()) xp.send(mine.to(m.device()), st.n - 1, j);
+    return {};
+  }
+  DocArrays a = obs.finish();
+  if (o.geometry) g = std::move(obs.geometry());
+  if (bias) {
+    std::vector<at::Tensor> all(st.n);
+    all[st.stage] = mine;
+    for (int q = 0; q + 1 < st.n && !modes.empty(); ++q) {
+      all[q] = distances(q, m.device());
+      xp.recv(all[q], q, j);
+      all[q] = all[q].cpu();
+    }
+    std::map<std::string, SspDocResult> res;
+    SspDocResult orig = ssp_score(m, d.ids, bias->sink, original.logits, nullptr);
+    orig.resid_rel_l2.assign(L + 1, 0.0);
+    orig.resid_cos.assign(L + 1, 1.0);
+    res["original"] = orig;
+    for (std::size_t k = 0; k < modes.size(); ++k) {
+      SspDocResult r = ssp_score(m, d.ids, bias->sink, logits[k], &original.logits);
+      for (int q = 0; q < st.n; ++q) {
+        auto acc = all[q].accessor<double, 3>();
+        for (std::int64_t i = 0; i < all[q].size(2); ++i) {
+          r.resid_rel_l2.push_back(acc[k][0][i]);
+          r.resid_cos.push_back(acc[k][1][i]);
+        }
+      }
+      res[ssp_mode_name(modes[k])] = r;
+    }
+    add_ssp_arrays(a, res);
+  }
+  return a;
+}
+
+// observe_mu through the pipeline: μ's statistics on the last stage (empty elsewhere).
+MuAccumulator staged_mu(const Model& m, const PreparedDoc& d, std::int64_t j, std::int64_t sink, const Stages& st,
+                        dist::Transport& xp) {
+  const auto T = static_cast<std::int64_t>(d.ids.size());
+  ObserveOptions o;  // as observe_mu
+  o.sink = sink;
+  o.max_tokens_to_calc = T;
+  o.basic = o.norms = o.values = o.viz = o.geometry = false;
+  o.mu = true;
+  Observer obs(m, o, T);
+  Hooks h;
+  obs.install(h);
+  (void)stage_pass(m, st, xp, d.ids, j, h, true);
+  if (!gather_observer(obs, st, xp, j)) return {};
+  obs.finish();
+  return obs.mu();
 }
 
 // After results.h5 is complete: .partial goes (unless kept), rank 0 prints the summary and the path.
@@ -426,6 +629,14 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   std::vector<std::string> device_maps;
   for (const auto& p : runs) device_maps.push_back(p.rc.device_map);
   const auto devices = plan_devices(device_maps, cfg.path, world);  // [run][rank]; refuses here, dry run or not
+  // Pipeline stages per run, resolved and checked before anything is printed or loaded (a refusal
+  // is one line, dry run or not). The group is the world when the runs take turns; with a group per
+  // run its size comes later, and so does that check.
+  std::vector<RunStages> stages;
+  const bool whole_world = runs.size() == 1 || world.size() < static_cast<int>(runs.size());
+  for (std::size_t r = 0; r < runs.size(); ++r)
+    stages.push_back(resolve_run_stages(runs[r].rc, runs[r].spec, longest_document(runs[r].docs, runs[r].calib),
+                                        devices[r], whole_world ? world.size() : 0, cfg.path));
   if (flags.dry_run) {
     if (world.rank() == 0)
       for (std::size_t r = 0; r < runs.size(); ++r) {
@@ -438,12 +649,13 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
         for (std::size_t q = 0; q < devices[r].size(); ++q)
           std::printf("%s rank %zu %s (%s, local rank %d)", q ? "," : "", q, devices[r][q].device.c_str(),
                       devices[r][q].host.c_str(), devices[r][q].local_rank);
-        std::printf("\n");
+        std::printf("\n%s", describe_stage_plan(stages[r]).c_str());
       }
     return 0;
   }
 
-  const std::string cfg_sha = sha256_hex(cfg.text.data(), cfg.text.size());
+  // The stage count is left out: partial results resume with any number of stages.
+  const std::string cfg_sha = sha256_hex(cfg.resume_text.data(), cfg.resume_text.size());
   std::map<std::string, std::int64_t> run_docs;
   std::map<std::string, std::map<std::string, std::string>> run_inputs;
   for (const auto& p : runs) {
@@ -524,16 +736,38 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     lo.dtype = rc.dtype;
     std::unique_ptr<Model> model;
     std::map<std::string, at::Tensor> mu;
+    Stages place;
     // Every rank of the group loads the same files: agreed on, so one line is printed, once.
     agree_on_errors(group, world, "sink-run", [&] {
       const at::Device dev(devices[r][world.rank()].device);
       lo.device = dev.str();
+      // Resolved again with this group's size (a sweep's groups are sized only after the split).
+      const RunStages rs =
+          resolve_run_stages(rc, p.spec, longest_document(p.docs, p.calib), devices[r], group.size(), cfg.path);
+      place = place_in_pipeline(rs, group);
+      if (place.n > 1) {  // this stage's layers only (the embedding on the first, the head on the last)
+        lo.layer_begin = place.l0();
+        lo.layer_end = place.l1();
+      }
       log::info(rc.name + ": loading " + p.model_path + " (" + rc.dtype + " on " + lo.device + "), " +
                 std::to_string(p.docs.size()) + " documents, group of " + std::to_string(group.size()) + " ranks");
       model = p.random_weights ? random_model((fs::path(p.model_path) / "config.json").string(), lo)
                                : load_model(p.model_path, lo);
       if (rc.intervention && !rc.intervention->mu_from.empty()) mu = load_mu(rc.intervention->mu_from, p);
     });
+    // One communicator and transport per pipeline (consecutive ranks of the group).
+    dist::Comm pipe = group.split(place.pipe, place.stage);
+    std::unique_ptr<dist::Transport> xp;
+    if (place.n > 1) {
+      xp = dist::make_transport(pipe, lo.device);
+      if (group.rank() == 0) {
+        std::string ls;
+        for (const auto& [a, b] : place.layers)
+          ls += (ls.empty() ? "" : ", ") + std::to_string(a) + "-" + std::to_string(b - 1);
+        log::info(rc.name + ": " + std::to_string(place.n_pipes) + " pipeline(s) of " + std::to_string(place.n) +
+                  " stages (layers " + ls + "; transport " + xp->name() + ")");
+      }
+    }
     c10::InferenceMode guard;
     const std::int64_t s = p.policy.position;
 
@@ -548,19 +782,20 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
       } else {
         PartialStore cstore(cfg.out, rc.name, "calibration");
         auto cb = make_buckets(p.calib, flags.bucket_size);
-        auto mine = assign_buckets(cb, group.rank(), group.size());
+        auto mine = assign_buckets(cb, place.pipe, place.n_pipes);
         const auto calib_flat = flat_sizes(p, false);
         Progress prog(rc.name + " calibration", static_cast<std::int64_t>(p.calib.size()), show,
                       flags.progress_seconds);
         std::int64_t done = 0, toks = 0;
         run_buckets(
             cstore, p.calib, cb, mine, false, calib_flat,
-            [&](const PreparedDoc& d, GeometryAccumulator&, MuAccumulator& m) {
-              m = observe_mu(*model, d.ids, s);
+            [&](const PreparedDoc& d, std::int64_t j, GeometryAccumulator&, MuAccumulator& m) {
+              m = place.n > 1 ? staged_mu(*model, d, j, s, place, *xp) : observe_mu(*model, d.ids, s);
               toks += static_cast<std::int64_t>(d.ids.size());
               return DocArrays{};
             },
-            [&] { prog.update(++done * group.size(), toks * group.size()); });
+            [&] { prog.update(++done * place.n_pipes, toks * place.n_pipes); }, place.last());
+        if (xp) xp->wait_sends();
         group.barrier();
         MuAccumulator all;
         for (std::size_t b = 0; b < cb.size(); ++b) {
@@ -586,54 +821,54 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     // ---- observation (and SSP) over the evaluation documents
     PartialStore store(cfg.out, rc.name);
     auto buckets = make_buckets(p.docs, flags.bucket_size);
-    auto mine = assign_buckets(buckets, group.rank(), group.size());
+    auto mine = assign_buckets(buckets, place.pipe, place.n_pipes);
     Progress prog(rc.name, static_cast<std::int64_t>(p.docs.size()), show, flags.progress_seconds);
     std::int64_t toks = 0;
-    run_buckets(store, p.docs, buckets, mine, true, flat_sizes(p, true),
-                [&](const PreparedDoc& d, GeometryAccumulator& g, MuAccumulator&) {
-                  const auto T = static_cast<std::int64_t>(d.ids.size());
-                  ObserveOptions o;
-                  o.sink = s;
-                  o.max_tokens_to_calc = rc.max_tokens_to_calc;
-                  o.max_tokens_to_show = rc.max_tokens_to_show;
-                  o.layers_to_show = rc.layers_to_show;
-                  o.basic = rc.step_basic;
-                  o.norms = rc.step_norms;
-                  o.values = rc.step_values;
-                  o.viz = rc.step_viz;
-                  o.geometry = rc.step_values;
-                  o.sketch = rc.geometry_sketch;
-                  o.top_keys = rc.top_keys;
-                  Observer obs(*model, o, T);
-                  Hooks h;
-                  obs.install(h);
-                  SspOriginal original;  // the observation pass is also SSP's original pass
-                  if (rc.intervention) capture_original(h, original, p.spec.n_layers);
-                  model->forward(d.ids, h);
-                  DocArrays a = obs.finish();
-                  if (o.geometry) g = std::move(obs.geometry());
-                  if (rc.intervention) {
-                    auto res = ssp_measure(*model, d.ids, bias, modes, &original);
-                    for (const auto& [name, x] : res) {
-                      const std::string k = "ssp/" + name + "/";
-                      a[k + "nll_sum"] = at::tensor({x.nll_sum}, at::TensorOptions().dtype(at::kDouble));
-                      a[k + "n_scored"] = at::tensor({double(x.n)}, at::TensorOptions().dtype(at::kDouble));
-                      a[k + "kl"] = at::tensor({float(x.kl_mean)}, at::TensorOptions().dtype(at::kFloat));
-                      a[k + "resid_rel_l2"] = at::tensor(x.resid_rel_l2, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
-                      a[k + "resid_cos"] = at::tensor(x.resid_cos, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
-                    }
-                  }
-                  toks += T;
-                  return a;
-                },
-                [&] {
-                  if (show) {
-                    std::int64_t n = 0;
-                    for (int q : my_runs) n += PartialStore(cfg.out, runs[q].rc.name).count_docs();
-                    (void)n;
-                    prog.update(store.count_docs(), toks * group.size());
-                  }
-                });
+    ObserveOptions o;
+    o.sink = s;
+    o.max_tokens_to_calc = rc.max_tokens_to_calc;
+    o.max_tokens_to_show = rc.max_tokens_to_show;
+    o.layers_to_show = rc.layers_to_show;
+    o.basic = rc.step_basic;
+    o.norms = rc.step_norms;
+    o.values = rc.step_values;
+    o.viz = rc.step_viz;
+    o.geometry = rc.step_values;
+    o.sketch = rc.geometry_sketch;
+    o.top_keys = rc.top_keys;
+    run_buckets(
+        store, p.docs, buckets, mine, true, flat_sizes(p, true),
+        [&](const PreparedDoc& d, std::int64_t j, GeometryAccumulator& g, MuAccumulator&) {
+          const auto T = static_cast<std::int64_t>(d.ids.size());
+          if (place.n > 1) {
+            toks += T;
+            return staged_document(*model, d, j, o, rc.intervention ? &bias : nullptr, modes, place, *xp, g);
+          }
+          Observer obs(*model, o, T);
+          Hooks h;
+          obs.install(h);
+          SspOriginal original;  // the observation pass is also SSP's original pass
+          if (rc.intervention) capture_original(h, original, p.spec.n_layers);
+          model->forward(d.ids, h);
+          DocArrays a = obs.finish();
+          if (o.geometry) g = std::move(obs.geometry());
+          if (rc.intervention) add_ssp_arrays(a, ssp_measure(*model, d.ids, bias, modes, &original));
+          toks += T;
+          return a;
+        },
+        [&] {
+          if (show) {
+            std::int64_t n = 0;
+            for (int q : my_runs) n += PartialStore(cfg.out, runs[q].rc.name).count_docs();
+            (void)n;
+            prog.update(store.count_docs(), toks * place.n_pipes);
+          }
+        },
+        place.last());
+    if (xp) {
+      xp->wait_sends();
+      report_transport(place, *xp, rc.name);
+    }
     group.barrier();
   }
   world.barrier();

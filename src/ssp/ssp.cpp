@@ -77,7 +77,7 @@ at::Tensor ssp_added_bias(const SinkBias& b, SspMode mode) {
 void install_ssp(const Model& m, const SinkBias& b, SspMode mode, Hooks& hooks) {
   const auto& spec = m.spec();
   const std::int64_t s = b.sink, H = spec.n_heads, R = spec.n_rep(), dh = spec.head_dim, d = spec.d_model;
-  const auto dev = m.weights().tok_embd.device();
+  const auto dev = m.device();
   // On the model's device and in its dtype once: a host tensor copied over in every layer's
   // hook made each layer wait for the device (a copy from pageable host memory synchronises).
   auto bias = ssp_added_bias(b, mode).to(dev, m.dtype());
@@ -122,10 +122,8 @@ void install_ssp(const Model& m, const SinkBias& b, SspMode mode, Hooks& hooks) 
   }
 }
 
-namespace {
-
 // Hidden states in HF's L+1 convention, captured by hooks.
-void capture_hidden(Hooks& h, std::vector<at::Tensor>& out, int L) {
+void capture_hidden_states(Hooks& h, std::vector<at::Tensor>& out, int L) {
   out.assign(L + 1, {});
   h.add(Hook::ResidPre, [&out](at::Tensor& x, const HookCtx& c) {
     if (c.layer == 0) out[0] = x.clone();
@@ -136,11 +134,54 @@ void capture_hidden(Hooks& h, std::vector<at::Tensor>& out, int L) {
   h.add(Hook::FinalNorm, [&out, L](at::Tensor& x, const HookCtx&) { out[L] = x.clone(); });
 }
 
-}  // namespace
-
 void capture_original(Hooks& hooks, SspOriginal& out, int n_layers) {
-  capture_hidden(hooks, out.hidden, n_layers);
+  capture_hidden_states(hooks, out.hidden, n_layers);
   hooks.add(Hook::Logits, [&out](at::Tensor& x, const HookCtx&) { out.logits = x; });
+}
+
+SspDocResult ssp_score(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t s, const at::Tensor& logits,
+                       const at::Tensor* logits0) {
+  const std::int64_t T = static_cast<std::int64_t>(ids.size());
+  // Positions s+1 … T−2 predict tokens s+2 … T−1 (the prediction made at the sink itself is left out).
+  const std::int64_t p0 = s + 1, n = std::max<std::int64_t>(0, T - 2 - s);
+  const auto dev = logits.device();
+  auto targets = at::tensor(std::vector<std::int64_t>(ids.begin() + std::min<std::int64_t>(T, p0 + 1), ids.end()),
+                            at::TensorOptions().dtype(at::kLong))
+                     .to(dev);
+  // Scores in float64 from the model's logits: a float32 log-softmax over a 49 152-word
+  // vocabulary is biased by ~−2e-5 nats per token. Row chunks keep each float64 copy of the
+  // logits near 2^24 elements (128 MiB), whatever the vocabulary.
+  const std::int64_t chunk =
+      std::max<std::int64_t>(1, (std::int64_t(1) << 24) / std::max<std::int64_t>(1, m.spec().vocab));
+  auto log_probs = [&](const at::Tensor& lg, std::int64_t i0, std::int64_t k) {
+    auto x = lg.narrow(0, p0 + i0, k).to(at::kDouble);
+    return x - at::logsumexp(x, -1, true);
+  };
+  SspDocResult r;
+  for (std::int64_t i0 = 0; i0 < n; i0 += chunk) {
+    const auto k = std::min(chunk, n - i0);
+    r.nll_sum -= log_probs(logits, i0, k).gather(1, targets.narrow(0, i0, k).unsqueeze(1)).sum().item<double>();
+  }
+  r.n = n;
+  if (logits0 && n > 0) {
+    double kl = 0;
+    for (std::int64_t i0 = 0; i0 < n; i0 += chunk) {
+      const auto k = std::min(chunk, n - i0);
+      auto lp0 = log_probs(*logits0, i0, k), lp1 = log_probs(logits, i0, k);
+      kl += (lp0.exp() * (lp0 - lp1)).sum().item<double>();
+    }
+    r.kl_mean = kl / double(n);
+  }
+  return r;
+}
+
+std::pair<double, double> ssp_resid_distance(const at::Tensor& h0, const at::Tensor& h1, std::int64_t s) {
+  const std::int64_t T = h0.size(0);
+  if (T <= s + 1) return {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()};
+  auto a = h0.narrow(0, s + 1, T - s - 1).to(at::kFloat), c = h1.narrow(0, s + 1, T - s - 1).to(at::kFloat);
+  auto an = a.norm(2, -1).clamp_min(1e-30);
+  return {((c - a).norm(2, -1) / an).mean().item<double>(),
+          ((a * c).sum(-1) / (an * c.norm(2, -1).clamp_min(1e-30))).mean().item<double>()};
 }
 
 std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids,
@@ -148,14 +189,8 @@ std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vecto
                                                 const SspOriginal* original) {
   c10::InferenceMode guard;
   const int L = m.spec().n_layers;
-  const std::int64_t T = static_cast<std::int64_t>(ids.size()), s = b.sink;
+  const std::int64_t s = b.sink;
   std::map<std::string, SspDocResult> out;
-  // Positions s+1 … T−2 predict tokens s+2 … T−1 (the prediction made at the sink itself is left out).
-  const std::int64_t p0 = s + 1, n = std::max<std::int64_t>(0, T - 2 - s);
-  const auto dev = m.weights().tok_embd.device();
-  auto targets = at::tensor(std::vector<std::int64_t>(ids.begin() + std::min<std::int64_t>(T, p0 + 1), ids.end()),
-                            at::TensorOptions().dtype(at::kLong)).to(dev);
-
   SspOriginal own;
   if (!original) {
     Hooks ho;
@@ -164,27 +199,7 @@ std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vecto
     original = &own;
   }
   const auto& h0 = original->hidden;
-  const auto& logits0 = original->logits;
-  // Scores in float64 from the model's logits: a float32 log-softmax over a 49 152-word
-  // vocabulary is biased by ~−2e-5 nats per token. Row chunks keep each float64 copy of the
-  // logits near 2^24 elements (128 MiB), whatever the vocabulary.
-  const std::int64_t chunk =
-      std::max<std::int64_t>(1, (std::int64_t(1) << 24) / std::max<std::int64_t>(1, m.spec().vocab));
-  auto log_probs = [&](const at::Tensor& logits, std::int64_t i0, std::int64_t k) {
-    auto x = logits.narrow(0, p0 + i0, k).to(at::kDouble);
-    return x - at::logsumexp(x, -1, true);
-  };
-  auto nll = [&](const at::Tensor& logits) {
-    double sum = 0;
-    for (std::int64_t i0 = 0; i0 < n; i0 += chunk) {
-      const auto k = std::min(chunk, n - i0);
-      sum -= log_probs(logits, i0, k).gather(1, targets.narrow(0, i0, k).unsqueeze(1)).sum().item<double>();
-    }
-    return sum;
-  };
-  SspDocResult orig;
-  orig.nll_sum = nll(logits0);
-  orig.n = n;
+  SspDocResult orig = ssp_score(m, ids, s, original->logits, nullptr);
   orig.resid_rel_l2.assign(L + 1, 0.0);
   orig.resid_cos.assign(L + 1, 1.0);
   out["original"] = orig;
@@ -192,31 +207,14 @@ std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vecto
   for (SspMode mode : modes) {
     Hooks hm;
     std::vector<at::Tensor> h1;
-    capture_hidden(hm, h1, L);
+    capture_hidden_states(hm, h1, L);
     install_ssp(m, b, mode, hm);
     auto logits = m.forward(ids, hm);
-    SspDocResult r;
-    r.nll_sum = nll(logits);
-    r.n = n;
-    if (n > 0) {
-      double kl = 0;
-      for (std::int64_t i0 = 0; i0 < n; i0 += chunk) {
-        const auto k = std::min(chunk, n - i0);
-        auto lp0 = log_probs(logits0, i0, k), lp1 = log_probs(logits, i0, k);
-        kl += (lp0.exp() * (lp0 - lp1)).sum().item<double>();
-      }
-      r.kl_mean = kl / double(n);
-    }
+    SspDocResult r = ssp_score(m, ids, s, logits, &original->logits);
     for (int l = 0; l <= L; ++l) {
-      if (T <= s + 1) {
-        r.resid_rel_l2.push_back(std::numeric_limits<double>::quiet_NaN());
-        r.resid_cos.push_back(std::numeric_limits<double>::quiet_NaN());
-        continue;
-      }
-      auto a = h0[l].narrow(0, s + 1, T - s - 1).to(at::kFloat), c = h1[l].narrow(0, s + 1, T - s - 1).to(at::kFloat);
-      auto an = a.norm(2, -1).clamp_min(1e-30);
-      r.resid_rel_l2.push_back(((c - a).norm(2, -1) / an).mean().item<double>());
-      r.resid_cos.push_back(((a * c).sum(-1) / (an * c.norm(2, -1).clamp_min(1e-30))).mean().item<double>());
+      const auto [rel, cos] = ssp_resid_distance(h0[l], h1[l], s);
+      r.resid_rel_l2.push_back(rel);
+      r.resid_cos.push_back(cos);
     }
     out[ssp_mode_name(mode)] = r;
   }

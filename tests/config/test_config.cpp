@@ -109,6 +109,7 @@ TEST_F(ConfigTest, DefaultsAndEveryKey) {
   EXPECT_EQ(r.long_documents, "truncate");
   EXPECT_EQ(r.dtype, "float32");
   EXPECT_EQ(r.device_map, "cpu");
+  EXPECT_EQ(r.stages, 1);
   EXPECT_TRUE(r.layers_to_show.empty());
   EXPECT_EQ(r.sink_policy, "auto");
   EXPECT_DOUBLE_EQ(r.epsilon, 0.3);
@@ -164,6 +165,9 @@ TEST_F(ConfigTest, DefaultsAndEveryKey) {
   EXPECT_EQ(iv.seed, 18446744073709551615ull);
   EXPECT_TRUE(iv.mu_from.empty());
 
+  EXPECT_EQ(load(kBase + "stages: 3\n").runs[0].stages, 3);
+  EXPECT_EQ(load(kBase + "stages: auto\n").runs[0].stages, RunConfig::kAutoStages);
+  EXPECT_EQ(load(kBase, {"stages=2"}).runs[0].stages, 2);
   Config m = load(kBase + "intervention: {modes: [ssp_drop], mu_from: data/mu.h5}\n");
   EXPECT_EQ(m.runs[0].intervention->mu_from, "data/mu.h5");
   Config z = load(kBase + "intervention: {modes: [zero]}\n");  // zero needs no mu
@@ -225,6 +229,11 @@ TEST_F(ConfigTest, EveryErrorNamesKeyAndFile) {
       {kBase + "device_map: gpu\n", "key 'device_map': expected cpu, cuda:N or auto, got 'gpu'"},
       {kBase + "device_map: 'cuda:'\n", "key 'device_map': expected cpu, cuda:N or auto, got 'cuda:'"},
       {kBase + "device_map: cuda:x\n", "key 'device_map': expected cpu, cuda:N or auto, got 'cuda:x'"},
+      {kBase + "stages: 0\n", "key 'stages': expected an integer >= 1 or auto, got '0'"},
+      {kBase + "stages: -2\n", "key 'stages': expected an integer >= 1 or auto, got '-2'"},
+      {kBase + "stages: 2.5\n", "key 'stages': expected an integer >= 1 or auto, got '2.5'"},
+      {kBase + "stages: Auto\n", "key 'stages': expected an integer >= 1 or auto, got 'Auto'"},
+      {kBase + "stages: [2]\n", "key 'stages': expected an integer >= 1 or auto, got 'a list or map'"},
       {kBase + "sink_policy: last\n", "key 'sink_policy': expected auto, bos, prepend or first, got 'last'"},
       {kBase + "epsilon: 1\n", "key 'epsilon': expected a number between 0 and 1 (both excluded), got 1"},
       {kBase + "epsilon: 0.0\n", "key 'epsilon': expected a number between 0 and 1 (both excluded), got 0.0"},

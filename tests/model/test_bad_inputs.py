@@ -93,6 +93,20 @@ def test_nan_weights(tmp_path):
     expect_error(str(d), "model.norm.weight", "NaN")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights(tmp_path, dtype, value):
+    """One non-finite element anywhere in a tensor, stored as float32 or bfloat16, is refused."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    d = broken_copy(tmp_path)
+    t = load_file(d / "model.safetensors")
+    t = {k: v.to(getattr(torch, dtype)) for k, v in t.items()}
+    t["model.layers.1.mlp.up_proj.weight"][100, 17] = value
+    save_file(t, d / "model.safetensors")
+    expect_error(str(d), "model.layers.1.mlp.up_proj.weight", "NaN or Inf")
+
+
 def test_unknown_architecture(tmp_path):
     d = broken_copy(tmp_path)
     cfg = json.loads((d / "config.json").read_text())

@@ -34,6 +34,8 @@ struct RunConfig {
   std::string long_documents = "truncate";   // truncate | error: a document longer than max_total_tokens
   std::string dtype = "float32";             // float32 | bfloat16 | float16
   std::string device_map = "cpu";            // cpu | cuda:N | auto
+  static constexpr int kAutoStages = 0;
+  int stages = 1;                            // pipeline stages per group; kAutoStages = auto
   std::vector<int> layers_to_show;
   std::int64_t max_tokens_to_show = 32;      // S
   std::int64_t max_tokens_to_calc = 512;     // P (= T_c cap)
@@ -50,6 +52,7 @@ struct RunConfig {
 struct Config {
   std::string path;                          // the YAML file
   std::string text;                          // its text after --set overrides (stored in results.h5)
+  std::string resume_text;                   // the same without `stages`: what --resume checks partial results against
   std::string out;                           // output folder; results.h5 goes there
   std::vector<RunConfig> runs;               // one for a run config, several for a sweep
   std::string log_level = "info";

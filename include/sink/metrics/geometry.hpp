@@ -50,6 +50,10 @@ class GeometryAccumulator {
 
   bool exact() const { return exact_; }
   std::int64_t sketch_width() const { return k_; }
+  // The control R's sums (which = 1) of layers [l0, l1), as views: what a pipeline stage's
+  // hooks added for its layers, sent to the stage that assembles the document and copied there
+  // (each layer's sums come from one stage; C is added from the gathered rows in finish()).
+  std::vector<at::Tensor> control_parts(int l0, int l1) const;
 
  private:
   int n_layers_ = 0;

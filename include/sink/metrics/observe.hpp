@@ -46,6 +46,12 @@ class Observer {
   // After the forward: the per-document arrays, and the geometry / μ contributions.
   DocArrays finish();
   GeometryAccumulator& geometry() { return geom_; }
+  // Pipeline stages (issue 18): what the hooks of layers [l0, l1) filled — those layers' rows of
+  // every buffer, the hidden-state rows they produce (HF's index l0 + 1 .. l1, and 0 on the first
+  // stage) and their control R's geometry sums — as views in a fixed order (some not contiguous). A stage that ran
+  // those layers sends them; the stage that assembles the document copies them into the same views of its own Observer,
+  // then calls finish(): the record is the one a whole forward gives, bit for bit.
+  std::vector<at::Tensor> stage_parts(int l0, int l1);
   MuAccumulator& mu() { return mu_; }
 
  private:

@@ -4,8 +4,10 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sink/model/hooks.hpp"
@@ -20,9 +22,15 @@ struct LoadOptions {
   // Statistics and SSP edits through the explicit chunked attention, never the fused kernels'
   // log-sum-exp: the reference the fused paths are checked against (sink-bench --check-fused).
   bool explicit_attention = false;
+  // A pipeline stage: only layers [layer_begin, layer_end) are loaded (−1 = n_layers), the
+  // embedding only when layer_begin == 0, the final norm and head only when layer_end == n_layers
+  // (a tied embedding is held as `output` there). Other tensors are never read from the files.
+  int layer_begin = 0;
+  int layer_end = -1;
 };
 
-// Per-layer weights; unused ones stay undefined. Shapes as in HF nn.Linear ([out, in]).
+// Per-layer weights; unused ones stay undefined (all of them in a layer outside a pipeline
+// stage's range). Shapes as in HF nn.Linear ([out, in]).
 struct LayerWeights {
   at::Tensor attn_norm, attn_norm_b;  // [d]
   at::Tensor wq, wk, wv, wo;          // [H*dh, d], [Hkv*dh, d], [Hkv*dh, d], [d, H*dh]
@@ -38,14 +46,27 @@ struct LayerWeights {
   at::Tensor router_w, router_b;
   at::Tensor experts_gate_up, experts_gate_up_b;  // [E, d, 2f] (gate even, up odd columns), [E, 2f]
   at::Tensor experts_down, experts_down_b;        // [E, f, d], [E, d]
+
+  // Every slot above, for code that walks them all (bytes held, what a stage holds).
+  // clang-format off
+  std::array<const at::Tensor*, 30> all() const {
+    return {&attn_norm, &attn_norm_b, &wq, &wk, &wv, &wo, &bq, &bk, &bv, &bo, &q_norm, &k_norm,
+            &post_attn_norm, &pre_ffn_norm, &ffn_norm, &ffn_norm_b, &post_ffn_norm,
+            &w_gate, &w_up, &w_down, &b_gate, &b_up, &b_down, &sinks, &router_w, &router_b,
+            &experts_gate_up, &experts_gate_up_b, &experts_down, &experts_down_b};
+  }
+  // clang-format on
 };
 
 struct Weights {
-  at::Tensor tok_embd;                    // [vocab, d]
-  at::Tensor output_norm, output_norm_b;  // [d]
+  at::Tensor tok_embd;                    // [vocab, d]; undefined on a stage after the first
+  at::Tensor output_norm, output_norm_b;  // [d]; undefined on a stage before the last
   at::Tensor output;                      // [vocab, d] (may alias tok_embd)
-  std::vector<LayerWeights> layers;
+  std::vector<LayerWeights> layers;       // n_layers entries, defined in layer_range() only
 };
+
+// Bytes of the weights a model holds resident (aliased tensors counted once).
+std::int64_t resident_bytes(const Weights& w);
 
 class Model {
  public:
@@ -56,6 +77,12 @@ class Model {
   const Weights& weights() const { return w_; }
   at::ScalarType dtype() const;
   const std::string& source() const { return source_; }
+  // The device the weights live on (the embedding's on a full model; any held tensor's on a stage).
+  at::Device device() const;
+  // The layers this model holds, [l0, l1): [0, n_layers) unless loaded as a pipeline stage.
+  std::pair<int, int> layer_range() const { return {l0_, l1_}; }
+  bool has_embedding() const { return w_.tok_embd.defined(); }  // the first stage
+  bool has_head() const { return w_.output.defined(); }         // the last stage
   void set_source(std::string s) { source_ = std::move(s); }
 
   // One sequence of token ids → logits [T, vocab] (compute dtype), or an undefined tensor
@@ -67,6 +94,8 @@ class Model {
   // The parts of a forward, for a caller that stops after layer k, keeps the hidden state and
   // continues later or elsewhere (a pipeline stage): the results are bit-identical to forward().
   // Token ids → the residual stream before layer 0 (hook_resid_pre of block 0), [T, d_model].
+  // embed() throws on a stage without the embedding, head() on one without the head, blocks() on
+  // layers outside layer_range().
   at::Tensor embed(const std::vector<std::int64_t>& ids) const;
   // Blocks l0..l1−1 applied to the hidden state x [T, d_model] of positions 0..T−1, with the
   // hooks of those layers → the hidden state after block l1−1.
@@ -82,6 +111,7 @@ class Model {
   LoadOptions opt_;
   std::string source_;
   std::unique_ptr<Rope> rope_;
+  int l0_ = 0, l1_ = 0;
 };
 
 // Loads a model from a path (HF snapshot dir, config.json's folder, .gguf file)

@@ -17,9 +17,11 @@ inline constexpr const char* kRandomModelPrefix = "random:";
 // "random:PATH" → PATH's config.json (PATH a config.json or its folder); "" for any other model.
 std::string random_model_config(const std::string& model);
 
-// Weights drawn from a seeded generator on opt.device (the CPU's, or the GPU's), then cast: the
+// Weights drawn from seeded generators on opt.device (the CPU's, or the GPU's), then cast: the
 // same values on every rank of one kind of device (a GPU draws other values than the CPU).
-// Linear weights N(0, 1/in), norms 1, biases 0.
+// Linear weights N(0, 1/in), norms 1, biases 0. Each layer (and the embedding, the head) has its
+// own generator seeded from `seed`, so a pipeline stage (opt.layer_begin/layer_end) draws only its
+// own tensors, and they equal the whole model's.
 std::unique_ptr<Model> random_model(const std::string& config_json, const LoadOptions& opt,
                                     std::uint64_t seed = 20251204);
 

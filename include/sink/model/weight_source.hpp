@@ -21,6 +21,9 @@ class WeightSource {
   // The file a tensor lives in (for messages).
   virtual std::string where(const std::string& hf_name) const = 0;
   virtual std::vector<std::string> names() const = 0;
+  // Whether get() lends the file's mapped bytes (safetensors: the loader must copy them) rather
+  // than a tensor of its own (a dequantised GGUF tensor: kept as it is when the dtype matches).
+  virtual bool borrows() const { return true; }
 };
 
 std::unique_ptr<WeightSource> open_safetensors_source(const std::string& snapshot_dir);

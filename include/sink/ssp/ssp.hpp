@@ -58,6 +58,15 @@ struct SspOriginal {
 };
 void capture_original(Hooks& hooks, SspOriginal& out, int n_layers);
 
+// Pipeline stages (issue 18): the pieces of ssp_measure, for a stage that holds some layers.
+// Hidden states in HF's L+1 convention, as far as the pass that runs these hooks produces them.
+void capture_hidden_states(Hooks& hooks, std::vector<at::Tensor>& out, int n_layers);
+// A pass's NLL over positions s+1 … T−2 and, given the original's logits, the mean KL from them.
+SspDocResult ssp_score(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t sink,
+                       const at::Tensor& logits, const at::Tensor* logits0);
+// Mean over positions i > s of ‖h'−h‖/‖h‖ and of cos(h', h) (NaN, NaN when none follows the sink).
+std::pair<double, double> ssp_resid_distance(const at::Tensor& h0, const at::Tensor& h1, std::int64_t sink);
+
 // Runs each mode on one document (and the original pass, unless given).
 std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids,
                                                 const SinkBias& b, const std::vector<SspMode>& modes,
