@@ -242,8 +242,10 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
       throw InputError(cfg.path, "key 'docs_to_show': no document '" + id + "' in " + rc.eval_jsonl);
   const auto tf = tokenizer_file(p.model_path);
   if (!tf.empty()) p.hashes["tokenizer_sha256"] = sha256_file(tf);
-  if (p.random_weights) {  // the weights are the config and the seed
-    p.hashes["weights_fingerprint"] = "random:" + sha256_file((fs::path(p.model_path) / "config.json").string());
+  if (p.random_weights) {
+    // The weights are the config and the seed, one generator per layer since the pipeline stages:
+    // "per-layer" keeps a --resume of an older run from mixing two weight sets.
+    p.hashes["weights_fingerprint"] = "random:per-layer:" + sha256_file((fs::path(p.model_path) / "config.json").string());
     if (stand_in && fs::exists(stand_in->tokenizer)) p.hashes["tokenizer_sha256"] = sha256_file(stand_in->tokenizer);
   } else if (!stand_in) {
     p.hashes["weights_fingerprint"] = weights_fingerprint(p.model_path);
