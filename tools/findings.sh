@@ -5,9 +5,20 @@
 # findings page made from that report. 41 minutes on 2 CPU cores shared with other jobs (measured).
 #   bash tools/findings.sh            # run, report, write docs/findings.md
 #   bash tools/findings.sh --resume   # finish an interrupted run first
+#   bash tools/findings.sh window     # only docs/findings.md's windowed-attention section
+#                                     # (configs/findings/window_eval.yaml; --resume may follow)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SINK_BIN:-build/release}
+if [ "${1:-}" = window ]; then
+  shift
+  OUT=experiments/findings/window_eval
+  "$BIN/sink-run" configs/findings/window_eval.yaml --no-progress "$@"
+  .venv/bin/python tools/report.py "$OUT/results.h5"
+  .venv/bin/python tools/findings.py "$OUT/results.h5" --window --out docs/findings.md
+  echo "docs/findings.md, windowed-attention section (from $OUT/report.md)"
+  exit 0
+fi
 OUT=experiments/findings/small_models
 "$BIN/sink-run" configs/findings/small_models.yaml --no-progress "$@"
 .venv/bin/python tools/report.py "$OUT/results.h5"
