@@ -32,7 +32,7 @@ def check(tmp_path, model, name, ev, cal, windows, keep, granularity="layer", la
     if layers:
         iv["layers"] = list(layers)
     cfg = write_config(tmp_path / "c.yaml", model=model, name=name, eval_jsonl=ev, out=str(tmp_path / "out"),
-                       intervention=iv, steps={"basic": True, "norms": False, "values": False, "viz": False}, **kw)
+                       intervention=iv, steps={"basic": True, "norms": False, "values": True, "viz": False}, **kw)
     sink_run(cfg)
     res = str(tmp_path / "out" / "results.h5")
     ref = str(tmp_path / "ref.h5")
@@ -48,7 +48,9 @@ def check(tmp_path, model, name, ev, cal, windows, keep, granularity="layer", la
             for k in ("mu", "mu_head", "alpha_bar"):
                 ours, theirs = sp[f"window_mu/w{W}/{k}"][()], rf[f"calib/w{W}/{k}"][()]
                 assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max() + 1e-12, (W, k)
-            assert rf[f"calib/w{W}/count"][()].max() > 0, W  # the window hides the sink from some rows
+        # The first window hides the sink from some rows (mistral's windows of 16 show it to no row past
+        # 15, so W = 32 hides it from none: those variants then equal keep0).
+        assert rf[f"calib/w{windows[0]}/count"][()].max() > 0
         for m in ["original"] + names:
             g = sp[m]
             rel = abs(g.attrs["ppl"] / rf[m].attrs["ppl"] - 1)
