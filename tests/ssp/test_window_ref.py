@@ -79,11 +79,12 @@ def test_window_matches_hf_tiny(tmp_path, family, policy, granularity):
           max_tokens_to_calc=64, max_tokens_to_show=8, sink_policy=policy)
 
 
-# The real SmolLM2-135M (GGUF, dequantised by HF) on a State of the Union address: T = 1024 here
-# (the 2048 check is the same test with SINK_WINDOW_T=2048, run by hand: see docs/metrics.md).
+# The real SmolLM2-135M (GGUF, dequantised by HF) on a State of the Union address: T = 512 here
+# (HF float64 eager at T = 1024 took 6.7 min on the shared machine; the 1024 and 2048 checks are this
+# test with SINK_WINDOW_T=1024 or 2048, run by hand: see docs/metrics.md).
 @pytest.mark.skipif(not os.path.exists(SMOLLM2), reason="models/ not set up (tools/setup.sh)")
 def test_window_matches_hf_smollm2(tmp_path):
-    T = int(os.environ.get("SINK_WINDOW_T", "1024"))
+    T = int(os.environ.get("SINK_WINDOW_T", "512"))
     ev = first_docs(SOTU, tmp_path / "eval.jsonl", 1)
     cal = first_docs(AUSTEN, tmp_path / "cal.jsonl", 1)
     res = check(tmp_path, SMOLLM2, "smollm2", ev, cal, windows=[64], keep=[0, 1], max_total_tokens=T,
