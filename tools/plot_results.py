@@ -853,6 +853,10 @@ def plot_ssp_window(g, out, run):
     if orig is not None:
         ax.axhline(orig, color="black", ls=":", lw=1, label=f"full attention ({orig:.4g})")
     ax.set_xscale("log", base=2)
+    allW = sorted({w for x in wm.values() for w, _ in x})
+    ax.set_xticks(allW)
+    ax.set_xticklabels([str(w) for w in allW])
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
     set_log(ax, "y")
     ax.set_xlabel("window W (most recent keys)")
     ax.set_ylabel("perplexity")
