@@ -168,6 +168,19 @@ TEST_F(ConfigTest, DefaultsAndEveryKey) {
   EXPECT_EQ(m.runs[0].intervention->mu_from, "data/mu.h5");
   Config z = load(kBase + "intervention: {modes: [zero]}\n");  // zero needs no mu
   EXPECT_EQ(z.runs[0].intervention->modes, std::vector<std::string>{"zero"});
+  EXPECT_FALSE(z.runs[0].intervention->window_eval.has_value());
+
+  // window_eval: the defaults keep 0, 1 and 4 tokens and fit both SSP variants.
+  Config w = load(kBase + "intervention: {modes: [zero], calibration_jsonl: data/cal.jsonl, "
+                          "window_eval: {windows: [64, 1024]}}\n");
+  ASSERT_TRUE(w.runs[0].intervention->window_eval.has_value());
+  const auto& we = *w.runs[0].intervention->window_eval;
+  EXPECT_EQ(we.windows, (std::vector<std::int64_t>{64, 1024}));
+  EXPECT_EQ(we.keep, (std::vector<std::int64_t>{0, 1, 4}));
+  EXPECT_EQ(we.ssp, (std::vector<std::string>{"ssp_bias", "ssp_drop"}));
+  Config w2 = load(kBase + "intervention: {modes: [zero], window_eval: {windows: [8], keep: [2], ssp: []}}\n");
+  EXPECT_EQ(w2.runs[0].intervention->window_eval->keep, (std::vector<std::int64_t>{2}));
+  EXPECT_TRUE(w2.runs[0].intervention->window_eval->ssp.empty());  // no μ_W: no calibration needed
 }
 
 TEST_F(ConfigTest, NameFromModel) {
@@ -274,6 +287,25 @@ TEST_F(ConfigTest, EveryErrorNamesKeyAndFile) {
        "key 'intervention.mu_from': no such file 'data/none.h5'"},
       {kBase + "intervention: {modes: [ssp_bias], mu_from: data}\n",
        "key 'intervention.mu_from': 'data' is a folder, expected a file"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8, -8]}}\n",
+       "key 'intervention.window_eval.windows': expected a list of windows (integers > 0), got '-8'"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8, 8], ssp: []}}\n",
+       "key 'intervention.window_eval.windows': 8 is listed twice"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [], ssp: []}}\n",
+       "key 'intervention.window_eval.windows': expected at least one window"},
+      {kBase + "intervention: {modes: [zero], window_eval: {keep: [0]}}\n",
+       "key 'intervention.window_eval.windows': required key is missing"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8], keep: [-1], ssp: []}}\n",
+       "key 'intervention.window_eval.keep': expected a list of kept first tokens (integers >= 0), got '-1'"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8], ssp: [random]}}\n",
+       "key 'intervention.window_eval.ssp': expected a list of SSP variants (ssp_bias or ssp_drop), got 'random'"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8], keep: [], ssp: []}}\n",
+       "key 'intervention.window_eval': expected at least one variant (keep or ssp)"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8], sinks: [1]}}\n",
+       "key 'intervention.window_eval.sinks': unknown key"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8]}}\n",
+       "key 'intervention.window_eval': its ssp variants fit mu under each window: give calibration_jsonl (mu_from "
+       "holds no windowed mu)"},
       {kBase + "intervention: {modes: [ssp_bias], mu_from: data/mu.h5, calibration_jsonl: data/cal.jsonl}\n",
        "key 'intervention.mu_from': give calibration_jsonl (to fit mu) or mu_from (to load it), not both"},
       {e + o, "key 'model': required key is missing"},
