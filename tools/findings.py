@@ -85,7 +85,9 @@ def window_section(paths):
              "1 − ᾱ_W rescale (ssp_drop) fitted under the same window, with the sink kept, on calibration documents "
              "never evaluated. Cells: perplexity (ratio to full attention [95 % bootstrap interval over documents]; "
              "mean KL to full attention, nats/token). Made by `bash tools/findings.sh window` "
-             "(configs/findings/window_eval.yaml).", ""]
+             "(configs/findings/window_eval.yaml). Below each table, the share of the gap between dropping the sink "
+             "key and keeping the first token that each variant closes, in log-perplexity (1: as good as keeping "
+             "the sink; 0: no better than dropping it; below 0: worse than dropping it).", ""]
     for path in paths:
         with h5py.File(path, "r") as f:
             lines += [f"Results: `{path}` (sink {attr(f, 'version')} at {attr(f, 'git_commit')}, {attr(f, 'end_time')}).",
@@ -103,8 +105,32 @@ def window_section(paths):
                 head, rows = t
                 lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
                 lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+                lines += window_claims(sp) + [""]
     lines += [WINDOW_END]
     return lines
+
+
+def window_claims(sp):
+    """What the table says for the study's claim, in sentences whose numbers come from the file: how much of the
+    gap in log-perplexity between the plain window (no sink key) and the window with the first token kept each SSP
+    variant closes (1 = as good as keeping the sink, 0 = no better than dropping it, < 0 = worse)."""
+    def ppl(k):
+        return attr(sp[k], "ppl") if k in sp else None
+    out = []
+    Ws = sorted({int(attr(sp[k], "window")) for k in sp if k.startswith("window_w") and "window" in sp[k].attrs})
+    for W in Ws:
+        p0, p1 = ppl(f"window_w{W}_keep0"), ppl(f"window_w{W}_keep1")
+        if p0 is None or p1 is None or not np.isfinite(np.log(p0) - np.log(p1)) or abs(np.log(p0 / p1)) < 1e-9:
+            continue
+        parts = []
+        for v in ("ssp_bias", "ssp_drop", "keep4"):
+            pv = ppl(f"window_w{W}_{v}")
+            if pv is not None:
+                parts.append(f"{v} {fmt((np.log(p0) - np.log(pv)) / (np.log(p0) - np.log(p1)), 3)}")
+        out.append(f"- W = {W}: no sink key ×{fmt(p0 / ppl('original'), 4)} of full attention, first token kept "
+                   f"×{fmt(p1 / ppl('original'), 4)}; share of that gap (in log-perplexity) closed: "
+                   + ", ".join(parts) + ".")
+    return out
 
 
 def splice_window(text, section):
