@@ -338,19 +338,18 @@ double check_fused_paths(const Model& fused, const Model& ref, const ObserveOpti
     Hooks hl;
     install(ref, hl);
     const double r = rel_diff(logits_fused, ref.forward(ids, hl));
-    std::printf("  %s: largest relative difference of a layer's attention output %.2e (logits %.2e)\n",
-                name.c_str(), worst_layer, r);
+    std::printf("  %s: largest relative difference of a layer's attention output %.2e (logits %.2e)\n", name.c_str(),
+                worst_layer, r);
     worst = std::max(worst, worst_layer);
   }
   return worst;
 }
 
 int body(int argc, char** argv) {
-  Args a(
-      argc, argv,
-      {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device", "--steps",
-       "--windows"},
-      {"--no-hf", "--check-fused", "--count-ops", "--sync-debug", "--help"});
+  Args a(argc, argv,
+         {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device",
+          "--steps", "--windows"},
+         {"--no-hf", "--check-fused", "--count-ops", "--sync-debug", "--help"});
   if (a.has("--help") || a.has("--model") == a.has("--random-weights")) {
     std::cout
         << "usage: sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]\n"
@@ -561,7 +560,8 @@ int body(int argc, char** argv) {
     row("ours: observation + logits (SSP on)", observe_logits);
     row("ours: SSP pass (ssp_bias, 1 mode)", ssp);
     row("ours: SSP pass (ssp_drop, 1 mode)", ssp_drop);
-    for (std::size_t i = 0; i < window_passes.size(); ++i) row("ours: window pass (" + window_passes[i].name() + ")", r[5 + i]);
+    for (std::size_t i = 0; i < window_passes.size(); ++i)
+      row("ours: window pass (" + window_passes[i].name() + ")", r[5 + i]);
     std::printf("  matrix products of one plain forward: %.2f TFLOP; plain %.2f TFLOP/s, observation %.2f TFLOP/s\n",
                 forward_flops(T) / 1e12, forward_flops(T) / plain.seconds / 1e12,
                 forward_flops(T) / observe.seconds / 1e12);

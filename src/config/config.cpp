@@ -626,8 +626,8 @@ class Loader {
       w.ssp.clear();
       for (const auto& c : x->seq) {
         if (c.kind != Node::Kind::Scalar || !contains(kWindowSsp, c.scalar))
-          fail(*x, expected + ", got '" + (c.kind == Node::Kind::Scalar ? c.scalar : std::string("a list or map")) +
-                       "'");
+          fail(*x,
+               expected + ", got '" + (c.kind == Node::Kind::Scalar ? c.scalar : std::string("a list or map")) + "'");
         if (contains(w.ssp, c.scalar)) fail(*x, "'" + c.scalar + "' is listed twice");
         w.ssp.push_back(c.scalar);
       }

@@ -97,7 +97,7 @@ const at::Tensor& AttentionContext::window_visible(int W, std::int64_t r0) {
 }
 
 const AttentionContext::EvalChunk& AttentionContext::eval_chunk(int W, const EvalWindow& e, std::int64_t q0,
-                                                                 std::int64_t c, const at::TensorOptions& o) {
+                                                                std::int64_t c, const at::TensorOptions& o) {
   EvalChunk& ch = eval_[{W, e.window, e.keep, q0}];
   if (!ch.mask.defined()) {
     // The band: keys the evaluation window (and the layer's own, if narrower) lets some row of
@@ -164,8 +164,8 @@ AttentionPlan plan_attention(const LayerAttention& a) {
   const bool drop = edit && edit->drop_key >= 0 && edit->subtract_key < 0 && fused_ok && !want_pattern &&
                     (dev.is_cpu() || dev.is_cuda());
   // Observation statistics straight from the kernel's log-sum-exp (no pattern rows at all).
-  const bool stats = a.hooks.stats_rows() > 0 && a.hooks.any(Hook::AttnStats, l) && fused_ok && !edit &&
-                     !p.eval && lse_ok(dev, p.window);
+  const bool stats = a.hooks.stats_rows() > 0 && a.hooks.any(Hook::AttnStats, l) && fused_ok && !edit && !p.eval &&
+                     lse_ok(dev, p.window);
   if (p.eval) {  // the evaluation window: fused unless something needs the probabilities
     if (fused_ok && !edit && !want_pattern)
       p.path = AttentionPath::EvalWindow;

@@ -678,8 +678,10 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
                       a[k + "nll_sum"] = at::tensor({x.nll_sum}, at::TensorOptions().dtype(at::kDouble));
                       a[k + "n_scored"] = at::tensor({double(x.n)}, at::TensorOptions().dtype(at::kDouble));
                       a[k + "kl"] = at::tensor({float(x.kl_mean)}, at::TensorOptions().dtype(at::kFloat));
-                      a[k + "resid_rel_l2"] = at::tensor(x.resid_rel_l2, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
-                      a[k + "resid_cos"] = at::tensor(x.resid_cos, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+                      a[k + "resid_rel_l2"] =
+                          at::tensor(x.resid_rel_l2, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
+                      a[k + "resid_cos"] =
+                          at::tensor(x.resid_cos, at::TensorOptions().dtype(at::kDouble)).to(at::kFloat);
                     }
                   }
                   toks += T;
@@ -738,7 +740,8 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
       } else {
         o.mu = read_calibration(cfg.out, p, "calibration", flags.bucket_size);
       }
-      for (auto W : fitted_windows(p.rc)) o.window_mu[W] = read_calibration(cfg.out, p, window_phase(W), flags.bucket_size);
+      for (auto W : fitted_windows(p.rc))
+        o.window_mu[W] = read_calibration(cfg.out, p, window_phase(W), flags.bucket_size);
     }
   }
   RunTimes t = times;

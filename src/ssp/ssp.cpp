@@ -151,8 +151,13 @@ namespace {
 class Scorer {
  public:
   Scorer(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t s, const SspOriginal& original)
-      : m_(m), ids_(ids), s_(s), T_(static_cast<std::int64_t>(ids.size())), p0_(s + 1),
-        n_(std::max<std::int64_t>(0, T_ - 2 - s)), orig_(original) {
+      : m_(m),
+        ids_(ids),
+        s_(s),
+        T_(static_cast<std::int64_t>(ids.size())),
+        p0_(s + 1),
+        n_(std::max<std::int64_t>(0, T_ - 2 - s)),
+        orig_(original) {
     const auto dev = m.weights().tok_embd.device();
     targets_ = at::tensor(std::vector<std::int64_t>(ids.begin() + std::min<std::int64_t>(T_, p0_ + 1), ids.end()),
                           at::TensorOptions().dtype(at::kLong))
@@ -231,9 +236,8 @@ class Scorer {
 
 }  // namespace
 
-std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids,
-                                                const SinkBias& b, const std::vector<SspMode>& modes,
-                                                const SspOriginal* original) {
+std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids, const SinkBias& b,
+                                                const std::vector<SspMode>& modes, const SspOriginal* original) {
   c10::InferenceMode guard;
   const int L = m.spec().n_layers;
   SspOriginal own;
@@ -261,8 +265,7 @@ std::string WindowVariant::name() const {
 }
 
 std::vector<WindowVariant> window_variants(const std::vector<std::int64_t>& windows,
-                                           const std::vector<std::int64_t>& keep,
-                                           const std::vector<std::string>& ssp) {
+                                           const std::vector<std::int64_t>& keep, const std::vector<std::string>& ssp) {
   std::vector<WindowVariant> out;
   for (auto W : windows) {
     for (auto k : keep) out.push_back({W, k, std::nullopt});
@@ -279,12 +282,11 @@ std::pair<std::int64_t, std::int64_t> window_hidden_rows(const Model& m, int lay
   return {begin, std::max(begin, end)};
 }
 
-MuAccumulator observe_mu_window(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t s,
-                                std::int64_t W) {
+MuAccumulator observe_mu_window(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t s, std::int64_t W) {
   c10::InferenceMode guard;
   const auto& spec = m.spec();
-  const std::int64_t T = static_cast<std::int64_t>(ids.size()), H = spec.n_heads, R = spec.n_rep(),
-                     dh = spec.head_dim, d = spec.d_model;
+  const std::int64_t T = static_cast<std::int64_t>(ids.size()), H = spec.n_heads, R = spec.n_rep(), dh = spec.head_dim,
+                     d = spec.d_model;
   const int L = spec.n_layers;
   MuAccumulator acc(L, spec.n_heads, d);
   std::vector<at::Tensor> a_sink(L), w_sink(L);  // [H, T] A[i, s]; [H, d] W_O^h v_s^h
@@ -326,15 +328,21 @@ void install_window(const Model& m, const SinkBias& b, const WindowVariant& v, H
     if (*v.ssp == SspMode::SspDrop) {
       // ssp_drop: the heads' outputs over the window (the sink not among the keys) scaled by the
       // mass the sink had on average in these rows.
-      hooks.add(Hook::Z, [=](at::Tensor& z, const HookCtx& c) {
-        auto [r0, r1] = window_hidden_rows(*mp, c.layer, z.size(0), s, W);
-        if (r1 > r0) z.narrow(0, r0, r1 - r0).mul_(keep[c.layer].view({1, H, 1}));
-      }, l);
+      hooks.add(
+          Hook::Z,
+          [=](at::Tensor& z, const HookCtx& c) {
+            auto [r0, r1] = window_hidden_rows(*mp, c.layer, z.size(0), s, W);
+            if (r1 > r0) z.narrow(0, r0, r1 - r0).mul_(keep[c.layer].view({1, H, 1}));
+          },
+          l);
     }
-    hooks.add(Hook::AttnOut, [=](at::Tensor& o, const HookCtx& c) {
-      auto [r0, r1] = window_hidden_rows(*mp, c.layer, o.size(0), s, W);
-      if (r1 > r0) o.narrow(0, r0, r1 - r0).add_(bias[c.layer]);
-    }, l);
+    hooks.add(
+        Hook::AttnOut,
+        [=](at::Tensor& o, const HookCtx& c) {
+          auto [r0, r1] = window_hidden_rows(*mp, c.layer, o.size(0), s, W);
+          if (r1 > r0) o.narrow(0, r0, r1 - r0).add_(bias[c.layer]);
+        },
+        l);
   }
 }
 

@@ -171,8 +171,9 @@ TEST_F(ConfigTest, DefaultsAndEveryKey) {
   EXPECT_FALSE(z.runs[0].intervention->window_eval.has_value());
 
   // window_eval: the defaults keep 0, 1 and 4 tokens and fit both SSP variants.
-  Config w = load(kBase + "intervention: {modes: [zero], calibration_jsonl: data/cal.jsonl, "
-                          "window_eval: {windows: [64, 1024]}}\n");
+  Config w = load(kBase +
+                  "intervention: {modes: [zero], calibration_jsonl: data/cal.jsonl, "
+                  "window_eval: {windows: [64, 1024]}}\n");
   ASSERT_TRUE(w.runs[0].intervention->window_eval.has_value());
   const auto& we = *w.runs[0].intervention->window_eval;
   EXPECT_EQ(we.windows, (std::vector<std::int64_t>{64, 1024}));
@@ -222,16 +223,14 @@ TEST_F(ConfigTest, EveryErrorNamesKeyAndFile) {
       {kBase + "docs_to_show: -2\n", "key 'docs_to_show': expected a non-negative integer, got -2"},
       {kBase + "max_tokens_to_show: 600\n",
        "key 'max_tokens_to_show': must not exceed max_tokens_to_calc (512), got 600"},
-      {kBase + "max_tokens_to_calc: 16\n",
-       "key 'max_tokens_to_show': must not exceed max_tokens_to_calc (16), got 32"},
+      {kBase + "max_tokens_to_calc: 16\n", "key 'max_tokens_to_show': must not exceed max_tokens_to_calc (16), got 32"},
       {kBase + "layers_to_show: [0, a]\n",
        "key 'layers_to_show': expected a list of layer indices (integers >= 0), got 'a'"},
       {kBase + "layers_to_show: [0, -1]\n",
        "key 'layers_to_show': expected a list of layer indices (integers >= 0), got '-1'"},
       {kBase + "layers_to_show: [0, [1]]\n",
        "key 'layers_to_show': expected a list of layer indices (integers >= 0), got 'a list or map'"},
-      {kBase + "layers_to_show: 3\n",
-       "key 'layers_to_show': expected a list of layer indices (integers >= 0)"},
+      {kBase + "layers_to_show: 3\n", "key 'layers_to_show': expected a list of layer indices (integers >= 0)"},
       {kBase + "layers_to_show: [1, 2, 1]\n", "key 'layers_to_show': layer 1 is listed twice"},
       {kBase + "dtype: fp32\n", "key 'dtype': expected float32, bfloat16 or float16, got 'fp32'"},
       {kBase + "dtype: [float32]\n", "key 'dtype': expected float32, bfloat16 or float16"},
@@ -241,21 +240,18 @@ TEST_F(ConfigTest, EveryErrorNamesKeyAndFile) {
       {kBase + "sink_policy: last\n", "key 'sink_policy': expected auto, bos, prepend or first, got 'last'"},
       {kBase + "epsilon: 1\n", "key 'epsilon': expected a number between 0 and 1 (both excluded), got 1"},
       {kBase + "epsilon: 0.0\n", "key 'epsilon': expected a number between 0 and 1 (both excluded), got 0.0"},
-      {kBase + "epsilon: -0.5\n",
-       "key 'epsilon': expected a number between 0 and 1 (both excluded), got -0.5"},
+      {kBase + "epsilon: -0.5\n", "key 'epsilon': expected a number between 0 and 1 (both excluded), got -0.5"},
       {kBase + "epsilon: .nan\n", "key 'epsilon': expected a number"},
       {kBase + "epsilon: high\n", "key 'epsilon': expected a number"},
       {kBase + "long_documents: drop\n", "key 'long_documents': expected truncate or error, got 'drop'"},
       {kBase + "log_level: loud\n",
        "key 'log_level': expected trace, debug, info, warn, error, critical or off, got 'loud'"},
-      {kBase + "name: 'a b'\n",
-       "key 'name': expected a name of letters, digits, '_', '.' and '-', got 'a b'"},
+      {kBase + "name: 'a b'\n", "key 'name': expected a name of letters, digits, '_', '.' and '-', got 'a b'"},
       {kBase + "name: '..'\n", "key 'name': expected a name of letters, digits, '_', '.' and '-', got '..'"},
       {kBase + "eval_field: ''\n", "key 'eval_field': expected a field name"},
       {kBase + "intervention: {modes: [zero], granularity: block}\n",
        "key 'intervention.granularity': expected layer or head, got 'block'"},
-      {kBase + "intervention: {modes: [zero, zero]}\n",
-       "key 'intervention.modes': mode 'zero' is listed twice"},
+      {kBase + "intervention: {modes: [zero, zero]}\n", "key 'intervention.modes': mode 'zero' is listed twice"},
       {kBase + "intervention: {modes: []}\n",
        "key 'intervention.modes': expected at least one mode (ssp_bias, ssp_drop, zero or random)"},
       {kBase + "intervention: {modes: [patch]}\n",
@@ -271,8 +267,7 @@ TEST_F(ConfigTest, EveryErrorNamesKeyAndFile) {
        "key 'intervention.layers': expected a list of layer indices (integers >= 0), got 'x'"},
       {kBase + "intervention: {modes: [zero], calibration_docs: -2}\n",
        "key 'intervention.calibration_docs': expected a non-negative integer, got -2"},
-      {kBase + "intervention: {modes: [zero], seed: -1}\n",
-       "key 'intervention.seed': expected a non-negative integer"},
+      {kBase + "intervention: {modes: [zero], seed: -1}\n", "key 'intervention.seed': expected a non-negative integer"},
       {kBase + "intervention: {modes: [zero, ssp_bias]}\n",
        "key 'intervention.calibration_jsonl': mode 'ssp_bias' needs mu: give calibration_jsonl (to fit it) "
        "or "

@@ -17,8 +17,8 @@ namespace sink {
 // intervention.window_eval: attention restricted to the W most recent keys (docs/metrics.md,
 // "Windowed attention without the sink").
 struct WindowEvalConfig {
-  std::vector<std::int64_t> windows;         // W > 0 each
-  std::vector<std::int64_t> keep = {0, 1, 4};  // first tokens kept as keys
+  std::vector<std::int64_t> windows;                        // W > 0 each
+  std::vector<std::int64_t> keep = {0, 1, 4};               // first tokens kept as keys
   std::vector<std::string> ssp = {"ssp_bias", "ssp_drop"};  // μ (and ᾱ) fitted under each window
 };
 
