@@ -116,7 +116,7 @@ def window_claims(sp):
     variant closes (1 = as good as keeping the sink, 0 = no better than dropping it, < 0 = worse)."""
     def ppl(k):
         return attr(sp[k], "ppl") if k in sp else None
-    out = []
+    out, shares = [], {}
     Ws = sorted({int(attr(sp[k], "window")) for k in sp if k.startswith("window_w") and "window" in sp[k].attrs})
     for W in Ws:
         p0, p1 = ppl(f"window_w{W}_keep0"), ppl(f"window_w{W}_keep1")
@@ -130,6 +130,19 @@ def window_claims(sp):
         out.append(f"- W = {W}: no sink key ×{fmt(p0 / ppl('original'), 4)} of full attention, first token kept "
                    f"×{fmt(p1 / ppl('original'), 4)}; share of that gap (in log-perplexity) closed: "
                    + ", ".join(parts) + ".")
+        for v in ("ssp_bias", "ssp_drop"):
+            pv = ppl(f"window_w{W}_{v}")
+            if pv is not None:
+                shares.setdefault(v, []).append((np.log(p0) - np.log(pv)) / (np.log(p0) - np.log(p1)))
+    if shares:  # the verdict, whichever way it comes out
+        say = []
+        for v, what in (("ssp_bias", "μ_W alone"), ("ssp_drop", "μ_W with the 1 − ᾱ_W rescale")):
+            if v in shares:
+                lo, hi = min(shares[v]), max(shares[v])
+                verdict = ("is worse than dropping the sink at some window" if lo < 0 else
+                           "stands in for the sink" if lo >= 0.9 else "recovers part of what keeping the sink does")
+                say.append(f"{what} ({v}) closes {fmt(lo, 3)} to {fmt(hi, 3)} of the gap: it {verdict}")
+        out.append("- **For the study's claim**: " + "; ".join(say) + ".")
     return out
 
 
