@@ -25,6 +25,7 @@ Plots per run (file names are fixed, see PLOTS below; .png, or the --format give
   massive_activations.png      largest hidden-state entries at the sink per layer
   values.png                   sink share, ||v_sink||/||v_other||, ||k_sink||/||k_other||
   ssp_ppl.png, ssp_resid.png, ssp_kl.png   Static Sink Patching (intervention runs)
+  ssp_window.png               perplexity against the window W per variant (intervention.window_eval)
 
 Exit status: 0 when every plot whose data is present was made, 1 when a plot
 failed (the others are still made), 2 for a bad command line or file.
@@ -758,7 +759,9 @@ def ssp_modes(g):
     if not isinstance(ssp, h5py.Group):
         raise Missing("no ssp/ group (not an intervention run)")
     modes = [m for m in SSP_MODES if isinstance(ssp.get(m), h5py.Group)]
-    modes += sorted(k for k in ssp if isinstance(ssp[k], h5py.Group) and k not in modes and k != "original")
+    # window_eval's variants and μ_W have their own plot (plot_ssp_window)
+    modes += sorted(k for k in ssp if isinstance(ssp[k], h5py.Group) and k not in modes and k != "original"
+                    and not k.startswith("window_"))
     if not modes:
         raise Missing("no patched modes under ssp/")
     return ssp, modes
@@ -808,6 +811,64 @@ def plot_ssp_ppl(g, out, run):
     return [("ssp_ppl.png", f"Perplexity of each mode on the same evaluation tokens (left) and its ratio to the "
                             f"unpatched original with the 95% CI ({boot}) (right). Ratios: " + "; ".join(parts) +
                             "." + warn)]
+
+
+WINDOW_VARIANTS = [("keep0", "no sink key", "tab:red"), ("keep1", "first token kept", "tab:orange"),
+                   ("keep4", "first 4 tokens kept", "tab:brown"), ("ssp_bias", "no sink key + μ_W", "tab:blue"),
+                   ("ssp_drop", "no sink key + μ_W, 1 − ᾱ_W", "tab:green")]
+
+
+def window_modes(ssp):
+    """window_eval's variants: {variant: [(W, group), ...]} sorted by W."""
+    out = {}
+    for k in ssp:
+        g = ssp[k]
+        if k.startswith("window_w") and isinstance(g, h5py.Group) and "window" in g.attrs:
+            out.setdefault(k.split("_", 2)[2], []).append((int(g.attrs["window"]), g))
+    return {v: sorted(x, key=lambda t: t[0]) for v, x in out.items()}
+
+
+def plot_ssp_window(g, out, run):
+    ssp = g.get("ssp")
+    if not isinstance(ssp, h5py.Group):
+        raise Missing("no ssp/ group (not an intervention run)")
+    wm = window_modes(ssp)
+    if not wm:
+        raise Missing("no window_eval variants under ssp/")
+    orig = attr(ssp.get("original"), "ppl")
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    parts = []
+    known = {v for v, _, _ in WINDOW_VARIANTS}
+    for v, label, color in WINDOW_VARIANTS + [(v, v, "tab:olive") for v in wm if v not in known]:
+        if v not in wm:
+            continue
+        Ws = np.array([w for w, _ in wm[v]], float)
+        ppl = np.array([attr(x, "ppl", np.nan) for _, x in wm[v]], float)
+        r = np.array([attr(x, "ppl_ratio", np.nan) for _, x in wm[v]], float)
+        lo = np.array([attr(x, "ppl_ratio_ci95_low", np.nan) for _, x in wm[v]], float) * ppl / r
+        hi = np.array([attr(x, "ppl_ratio_ci95_high", np.nan) for _, x in wm[v]], float) * ppl / r
+        ax.errorbar(Ws, ppl, yerr=np.abs(np.vstack([ppl - lo, hi - ppl])), fmt="o-", capsize=4, color=color,
+                    label=label)
+        parts.append(f"{label}: " + ", ".join(f"W={int(w)} {p:.4g}" for w, p in zip(Ws, ppl)))
+    if orig is not None:
+        ax.axhline(orig, color="black", ls=":", lw=1, label=f"full attention ({orig:.4g})")
+    ax.set_xscale("log", base=2)
+    allW = sorted({w for x in wm.values() for w, _ in x})
+    ax.set_xticks(allW)
+    ax.set_xticklabels([str(w) for w in allW])
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    set_log(ax, "y")
+    ax.set_xlabel("window W (most recent keys)")
+    ax.set_ylabel("perplexity")
+    ax.set_title("perplexity against the window, per variant (95% bootstrap CI of the ratio)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{run}: windowed attention without the sink")
+    save(fig, os.path.join(out, "ssp_window.png"))
+    return [("ssp_window.png", "Every layer attends to the W most recent keys (positions kept): with no sink key, "
+                               "with the first 1 or 4 tokens kept (StreamingLLM), or with no sink key and μ_W "
+                               "(and the 1 − ᾱ_W rescale) fitted under the same window where it hides the sink. "
+                               + "; ".join(parts) + ".")]
 
 
 def plot_ssp_resid(g, out, run):
@@ -880,6 +941,7 @@ PLOTS = [
     ("Massive activations", plot_massive),
     ("Value and key metrics", plot_values),
     ("SSP perplexity", plot_ssp_ppl),
+    ("Windowed attention without the sink", plot_ssp_window),
     ("SSP residual distance", plot_ssp_resid),
     ("SSP KL", plot_ssp_kl),
 ]

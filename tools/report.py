@@ -251,6 +251,45 @@ def ssp_section(doc, g):
     return out
 
 
+WINDOW_LABELS = {"keep0": "no sink key", "keep1": "first token kept", "keep4": "first 4 tokens kept",
+                 "ssp_bias": "no sink key + μ_W (ssp_bias)", "ssp_drop": "no sink key + μ_W, 1 − ᾱ_W (ssp_drop)"}
+
+
+def window_table(g):
+    """intervention.window_eval: (head, rows) of perplexity against W per variant, or None."""
+    sp = g.get("ssp")
+    if sp is None:
+        return None
+    by = {}
+    for k in sp:
+        a = sp[k]
+        if k.startswith("window_w") and "window" in a.attrs:
+            by.setdefault(k.split("_", 2)[2], {})[int(attr(a, "window"))] = a
+    if not by:
+        return None
+    Ws = sorted({W for v in by.values() for W in v})
+    order = [v for v in WINDOW_LABELS if v in by] + sorted(v for v in by if v not in WINDOW_LABELS)
+    rows = [["full attention (original)"] + [fmt(attr(sp["original"], "ppl"), 4)] * len(Ws)]
+    for v in order:
+        cells = []
+        for W in Ws:
+            a = by[v].get(W)
+            cells.append("–" if a is None else
+                         f"{fmt(attr(a, 'ppl'), 4)} (×{fmt(attr(a, 'ppl_ratio'), 4)} [{fmt(attr(a, 'ppl_ratio_ci95_low'), 4)}, "
+                         f"{fmt(attr(a, 'ppl_ratio_ci95_high'), 4)}]; KL {fmt(attr(a, 'kl_mean'), 3)})")
+        rows.append([WINDOW_LABELS.get(v, v)] + cells)
+    return ["variant"] + [f"W = {W}" for W in Ws], rows
+
+
+def window_section(doc, g):
+    t = window_table(g)
+    if t is None:
+        return
+    doc.p("Every layer attends to the W most recent keys, positions kept (intervention.window_eval; "
+          "docs/metrics.md): perplexity (ratio to full attention [95 % interval]; KL to full attention, nats/token).")
+    doc.table(*t)
+
+
 def anchor_section(doc, g):
     name = model_name(g)
     mine = [a for a in ANCHORS if re.search(a[0], name)]
@@ -284,6 +323,9 @@ def run_report(doc, label, g):
     massive_section(doc, g)
     doc.h(3, "Static Sink Patching")
     ssp = ssp_section(doc, g)
+    if window_table(g) is not None:
+        doc.h(3, "Windowed attention without the sink")
+        window_section(doc, g)
     doc.h(3, "Published anchors")
     anchor_section(doc, g)
     return geo, ssp

@@ -310,42 +310,52 @@ double check_fused_paths(const Model& fused, const Model& ref, const ObserveOpti
   cal.patched.assign(s.n_layers, true);
   cal.set_mu(observe_mu(fused, ids, cal.sink).result());
   const auto ref_dev = ref.weights().tok_embd.device();
-  for (SspMode mode : {SspMode::SspBias, SspMode::SspDrop}) {
+  // The SSP modes, then the evaluation window's variants (W = 64, μ from the same tokens).
+  using Install = std::function<void(const Model&, Hooks&)>;
+  std::vector<std::pair<std::string, Install>> passes;
+  for (SspMode mode : {SspMode::SspBias, SspMode::SspDrop})
+    passes.emplace_back(ssp_mode_name(mode), [&, mode](const Model& mm, Hooks& h) { install_ssp(mm, cal, mode, h); });
+  SinkBias wcal = cal;
+  wcal.set_mu(observe_mu_window(fused, ids, wcal.sink, 64).result());
+  for (const auto& v : window_variants({64}, {0, 4}, {"ssp_bias", "ssp_drop"}))
+    passes.emplace_back(v.name(), [&, v](const Model& mm, Hooks& h) { install_window(mm, wcal, v, h); });
+  for (const auto& [name, install] : passes) {
     std::vector<at::Tensor> input(s.n_layers), out(s.n_layers);
     Hooks hf;
     hf.add(Hook::ResidPre, [&](at::Tensor& x, const HookCtx& c) { input[c.layer] = x.clone(); });
-    install_ssp(fused, cal, mode, hf);
+    install(fused, hf);
     hf.add(Hook::AttnOut, [&](at::Tensor& o, const HookCtx& c) { out[c.layer] = o.clone(); });
     auto logits_fused = fused.forward(ids, hf);
     double worst_layer = 0;
     Hooks he;
     he.add(Hook::ResidPre, [&](at::Tensor& x, const HookCtx& c) { x = input[c.layer].to(ref_dev); });
-    install_ssp(ref, cal, mode, he);
+    install(ref, he);
     he.add(Hook::AttnOut, [&](at::Tensor& o, const HookCtx& c) {
       worst_layer = std::max(worst_layer, rel_diff(out[c.layer], o));
       input[c.layer] = out[c.layer] = at::Tensor();
     });
     ref.forward(ids, he);
     Hooks hl;
-    install_ssp(ref, cal, mode, hl);
+    install(ref, hl);
     const double r = rel_diff(logits_fused, ref.forward(ids, hl));
-    std::printf("  %s: largest relative difference of a layer's attention output %.2e (logits %.2e)\n",
-                ssp_mode_name(mode), worst_layer, r);
+    std::printf("  %s: largest relative difference of a layer's attention output %.2e (logits %.2e)\n", name.c_str(),
+                worst_layer, r);
     worst = std::max(worst, worst_layer);
   }
   return worst;
 }
 
 int body(int argc, char** argv) {
-  Args a(
-      argc, argv,
-      {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device", "--steps"},
-      {"--no-hf", "--check-fused", "--count-ops", "--sync-debug", "--help"});
+  Args a(argc, argv,
+         {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device",
+          "--steps", "--windows"},
+         {"--no-hf", "--check-fused", "--count-ops", "--sync-debug", "--help"});
   if (a.has("--help") || a.has("--model") == a.has("--random-weights")) {
     std::cout
         << "usage: sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]\n"
            "                  [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu|cuda:N]\n"
-           "                  [--steps basic,norms,values,viz] [--check-fused] [--count-ops] [--sync-debug]\n";
+           "                  [--steps basic,norms,values,viz] [--windows 256] [--check-fused] [--count-ops]\n"
+           "                  [--sync-debug]\n";
     return a.has("--help") ? 0 : kExitBadInput;
   }
   const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency(), 1, 4096));
@@ -400,6 +410,9 @@ int body(int argc, char** argv) {
         throw InputError("--steps", "unknown step '" + x + "' (basic, norms, values, viz)");
   }
   const std::string steps_label = steps.size() == 4 ? "all steps" : a.get_or("--steps", "");
+  // intervention.window_eval's passes: per window, no sink key, 4 kept, ssp_bias and ssp_drop.
+  std::vector<std::int64_t> windows;
+  for (auto W : a.get_ints("--windows", "256", 1, 1 << 24)) windows.push_back(W);
   struct Ours {
     int T;
     Measure plain, observe;
@@ -460,15 +473,22 @@ int body(int argc, char** argv) {
       m->forward(ids, h);
       obs.finish();
     };
-    const std::vector<std::function<void()>> passes = {[&] { m->forward(ids); }, [&] { observe_pass(false); },
-                                                       [&] { observe_pass(true); }, ssp_pass(SspMode::SspBias),
-                                                       ssp_pass(SspMode::SspDrop)};
+    std::vector<std::function<void()>> passes = {[&] { m->forward(ids); }, [&] { observe_pass(false); },
+                                                 [&] { observe_pass(true); }, ssp_pass(SspMode::SspBias),
+                                                 ssp_pass(SspMode::SspDrop)};
+    const auto window_passes = window_variants(windows, {0, 4}, {"ssp_bias", "ssp_drop"});
+    for (const auto& v : window_passes)
+      passes.push_back([&, v] {
+        Hooks h;
+        install_window(*m, b, v, h);
+        m->forward(ids, h);
+      });
 #ifdef SINK_WITH_CUDA
     if (a.has("--sync-debug") && meter.dev.is_cuda()) {
       // The first call in each pass that makes the host wait for the device (PyTorch's sync
       // debug mode set to error), after a warm-up run.
       const char* names[] = {"plain", "observation", "observation + logits", "ssp_bias", "ssp_drop"};
-      for (std::size_t p = 0; p < passes.size(); ++p) {
+      for (std::size_t p = 0; p < 5; ++p) {
         passes[p]();
         meter.sync();
         c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
@@ -508,8 +528,8 @@ int body(int argc, char** argv) {
       // Operators per layer of each pass, and those the observation adds most of: calls, and each
       // operator's self time (on the CPU its own work; on a GPU only the host's time to issue it).
       std::vector<OpCounts> c;
-      for (const auto& fn : passes) fn();  // warm-up: first calls allocate
-      for (const auto& fn : passes) c.push_back(count_ops(fn));
+      for (std::size_t p = 0; p < 5; ++p) passes[p]();  // warm-up: first calls allocate
+      for (std::size_t p = 0; p < 5; ++p) c.push_back(count_ops(passes[p]));
       const double L = s.n_layers;
       std::printf(
           "\nT=%d, ATen operator calls per layer: plain %.1f, observation %.1f, + logits %.1f, ssp_bias %.1f, "
@@ -540,6 +560,8 @@ int body(int argc, char** argv) {
     row("ours: observation + logits (SSP on)", observe_logits);
     row("ours: SSP pass (ssp_bias, 1 mode)", ssp);
     row("ours: SSP pass (ssp_drop, 1 mode)", ssp_drop);
+    for (std::size_t i = 0; i < window_passes.size(); ++i)
+      row("ours: window pass (" + window_passes[i].name() + ")", r[5 + i]);
     std::printf("  matrix products of one plain forward: %.2f TFLOP; plain %.2f TFLOP/s, observation %.2f TFLOP/s\n",
                 forward_flops(T) / 1e12, forward_flops(T) / plain.seconds / 1e12,
                 forward_flops(T) / observe.seconds / 1e12);

@@ -88,7 +88,9 @@ const std::vector<std::string> kConfigKeys = {"out", "log_level"};  // once per 
 const std::vector<std::string> kSweepKeys = {"out", "log_level", "defaults", "runs"};
 const std::vector<std::string> kStepKeys = {"basic", "norms", "values", "viz"};
 const std::vector<std::string> kInterventionKeys = {
-    "modes", "granularity", "layers", "calibration_jsonl", "calibration_docs", "mu_from", "seed"};
+    "modes", "granularity", "layers", "calibration_jsonl", "calibration_docs", "mu_from", "seed", "window_eval"};
+const std::vector<std::string> kWindowEvalKeys = {"windows", "keep", "ssp"};
+const std::vector<std::string> kWindowSsp = {"ssp_bias", "ssp_drop"};
 const std::vector<std::string> kModes = {"ssp_bias", "ssp_drop", "zero", "random"};
 const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
 
@@ -592,6 +594,11 @@ class Loader {
     }
     if (auto* x = m.find("calibration_docs")) ic.calibration_docs = as_int(*x, 0);
     if (auto* x = m.find("seed")) ic.seed = as_uint64(*x);
+    if (auto* x = m.find("window_eval")) {
+      ic.window_eval = parse_window_eval(*x);
+      if (!ic.window_eval->ssp.empty() && !cal)
+        fail(*x, "its ssp variants fit mu under each window: give calibration_jsonl (mu_from holds no windowed mu)");
+    }
     if (!cal && !mu) {
       for (const auto& mode : ic.modes)
         if (mode != "zero")
@@ -600,6 +607,46 @@ class Loader {
                    m.from_set);
     }
     return ic;
+  }
+
+  // A list of integers >= min, none twice.
+  std::vector<std::int64_t> as_int_list(const Node& n, std::int64_t min, const std::string& what) const {
+    const std::string expected = "expected a list of " + what;
+    if (n.kind != Node::Kind::Seq) fail(n, expected);
+    std::vector<std::int64_t> out;
+    for (const auto& c : n.seq) {
+      std::int64_t v = 0;
+      if (!parse_int(c, v) || v < min)
+        fail(n, expected + ", got '" + (c.kind == Node::Kind::Scalar ? c.scalar : std::string("a list or map")) + "'");
+      if (std::find(out.begin(), out.end(), v) != out.end()) fail(n, std::to_string(v) + " is listed twice");
+      out.push_back(v);
+    }
+    return out;
+  }
+
+  WindowEvalConfig parse_window_eval(const Node& n) const {
+    WindowEvalConfig w;
+    const Node& m = expect_map(n, "window_eval keys (windows, keep, ssp)");
+    check_keys(m, kWindowEvalKeys);
+    const Node* win = m.find("windows");
+    if (!win) fail_key(join(m.path, "windows"), "required key is missing", m.from_set);
+    w.windows = as_int_list(*win, 1, "windows (integers > 0)");
+    if (w.windows.empty()) fail(*win, "expected at least one window");
+    if (auto* x = m.find("keep")) w.keep = as_int_list(*x, 0, "kept first tokens (integers >= 0)");
+    if (auto* x = m.find("ssp")) {
+      const std::string expected = "expected a list of SSP variants (" + one_of(kWindowSsp) + ")";
+      if (x->kind != Node::Kind::Seq) fail(*x, expected);
+      w.ssp.clear();
+      for (const auto& c : x->seq) {
+        if (c.kind != Node::Kind::Scalar || !contains(kWindowSsp, c.scalar))
+          fail(*x,
+               expected + ", got '" + (c.kind == Node::Kind::Scalar ? c.scalar : std::string("a list or map")) + "'");
+        if (contains(w.ssp, c.scalar)) fail(*x, "'" + c.scalar + "' is listed twice");
+        w.ssp.push_back(c.scalar);
+      }
+    }
+    if (w.keep.empty() && w.ssp.empty()) fail(m, "expected at least one variant (keep or ssp)");
+    return w;
   }
 
   static std::string name_from_model(std::string model) {

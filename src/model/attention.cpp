@@ -96,6 +96,25 @@ const at::Tensor& AttentionContext::window_visible(int W, std::int64_t r0) {
   return m;
 }
 
+const AttentionContext::EvalChunk& AttentionContext::eval_chunk(int W, const EvalWindow& e, std::int64_t q0,
+                                                                std::int64_t c, const at::TensorOptions& o) {
+  EvalChunk& ch = eval_[{W, e.window, e.keep, q0}];
+  if (!ch.mask.defined()) {
+    // The band: keys the evaluation window (and the layer's own, if narrower) lets some row of
+    // the chunk see; below it only the kept first tokens can be visible.
+    const std::int64_t band = W > 0 ? std::min<std::int64_t>(W, e.window) : e.window;
+    ch.lo = std::max<std::int64_t>(0, q0 - band + 1);
+    ch.prefix = std::min(e.keep, ch.lo);
+    const auto lo = at::TensorOptions().dtype(at::kLong).device(dev);
+    auto kj = at::cat({at::arange(ch.prefix, lo), at::arange(ch.lo, q0 + c, lo)}).unsqueeze(0);
+    auto qi = at::arange(q0, q0 + c, lo).unsqueeze(1);
+    auto see = (kj <= qi).logical_and((qi - kj < e.window).logical_or(kj < e.keep));
+    if (W > 0) see = see.logical_and(qi - kj < W);
+    ch.mask = at::zeros(see.sizes(), o).masked_fill(see.logical_not(), -std::numeric_limits<float>::infinity());
+  }
+  return ch;
+}
+
 const at::Tensor& AttentionContext::stats_visible(int W, std::int64_t rows, std::int64_t keys) {
   at::Tensor& m = stats_[{W, rows, keys}];
   if (!m.defined()) {
@@ -131,6 +150,7 @@ AttentionPlan plan_attention(const LayerAttention& a) {
   AttentionPlan p;
   p.window = s.sliding_window[l];
   p.edit = a.hooks.attn_edit(l);
+  p.eval = a.hooks.eval_window();
   const AttnEdit* edit = p.edit;
   const bool want_pattern = a.hooks.any(Hook::Pattern, l);
   // The fused kernels compute a plain softmax only: no soft-capping, no learned sink column.
@@ -144,8 +164,15 @@ AttentionPlan plan_attention(const LayerAttention& a) {
   const bool drop = edit && edit->drop_key >= 0 && edit->subtract_key < 0 && fused_ok && !want_pattern &&
                     (dev.is_cpu() || dev.is_cuda());
   // Observation statistics straight from the kernel's log-sum-exp (no pattern rows at all).
-  const bool stats =
-      a.hooks.stats_rows() > 0 && a.hooks.any(Hook::AttnStats, l) && fused_ok && !edit && lse_ok(dev, p.window);
+  const bool stats = a.hooks.stats_rows() > 0 && a.hooks.any(Hook::AttnStats, l) && fused_ok && !edit && !p.eval &&
+                     lse_ok(dev, p.window);
+  if (p.eval) {  // the evaluation window: fused unless something needs the probabilities
+    if (fused_ok && !edit && !want_pattern)
+      p.path = AttentionPath::EvalWindow;
+    else
+      p.explicit_rows = a.ac.T;
+    return p;
+  }
   if (stats)
     p.path = AttentionPath::Statistics;
   else if (subtract)
@@ -171,6 +198,9 @@ at::Tensor attention(const LayerAttention& a, const AttentionPlan& plan) {
       break;
     case AttentionPath::SspDrop:
       attention_ssp_drop(a, plan, z);
+      break;
+    case AttentionPath::EvalWindow:
+      attention_eval_window(a, plan, z);
       break;
     case AttentionPath::Fused:
       if (plan.explicit_rows < a.ac.T) attention_fused(a, plan, z);
@@ -225,6 +255,8 @@ void attention_explicit(const LayerAttention& a, const AttentionPlan& plan, at::
     auto kj = at::arange(q1, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0);
     auto masked = kj > qi;
     if (W > 0) masked = masked.logical_or(kj <= qi - W);
+    if (plan.eval)  // the evaluation window: beyond it only the kept first tokens stay visible
+      masked = masked.logical_or((kj <= qi - plan.eval->window).logical_and(kj >= plan.eval->keep));
     if (edit && edit->drop_key < q1)  // ssp_drop: later queries get no probability for the sink key
       masked = masked.logical_or((kj == edit->drop_key).logical_and(qi > edit->drop_key));
     at::Tensor p, sink_mass;
@@ -360,6 +392,26 @@ void attention_ssp_drop(const LayerAttention& a, const AttentionPlan& plan, at::
   if (plan.edit->row_scale.defined() && end > key + 1)
     out.narrow(1, key + 1, end - key - 1).mul_(plan.edit->row_scale.view({H, 1, 1}).to(a.ac.dev, out.scalar_type()));
   z.copy_(out);
+}
+
+// The evaluation window: query chunks of 256 rows, each a fused pass over the kept first tokens
+// and the band of recent keys only (the keys no row of the chunk sees are never read), so the
+// cost falls with the window instead of growing with a full [T, T] mask.
+void attention_eval_window(const LayerAttention& a, const AttentionPlan& plan, at::Tensor& z) {
+  const auto T = a.ac.T;
+  const std::int64_t C = 256;
+  auto qs = a.q.permute({1, 0, 2}).unsqueeze(0);  // (1, H, T, dh)
+  auto ks = a.kh.unsqueeze(0), vs = a.vh.unsqueeze(0);
+  const bool gqa = a.s.n_rep() > 1;
+  for (std::int64_t q0 = 0; q0 < T; q0 += C) {
+    const std::int64_t c = std::min(C, T - q0);
+    const auto& ch = a.ac.eval_chunk(plan.window, *plan.eval, q0, c, qs.options());
+    auto band_k = ks.narrow(2, ch.lo, q0 + c - ch.lo), band_v = vs.narrow(2, ch.lo, q0 + c - ch.lo);
+    auto kc = ch.prefix > 0 ? at::cat({ks.narrow(2, 0, ch.prefix), band_k}, 2) : band_k;
+    auto vc = ch.prefix > 0 ? at::cat({vs.narrow(2, 0, ch.prefix), band_v}, 2) : band_v;
+    auto out = at::scaled_dot_product_attention(qs.narrow(2, q0, c), kc, vc, ch.mask, 0.0, false, a.s.attn_scale, gqa);
+    z.narrow(1, q0, c).copy_(out[0]);
+  }
 }
 
 }  // namespace sink::detail

@@ -36,6 +36,13 @@ class AttentionContext {
   const at::Tensor& additive_mask(int W, std::int64_t hidden_key, const at::TensorOptions& o, bool with_causal = false);
   // Boolean [T − r0, T], true where query r0 + i sees key j under the window W (> 0).
   const at::Tensor& window_visible(int W, std::int64_t r0);
+  // The evaluation window's fused pass, one query chunk [q0, q0 + c): the keys it reads (the
+  // kept first tokens below the band, then the band) and the additive mask [c, keys] over them.
+  struct EvalChunk {
+    std::int64_t prefix = 0, lo = 0;  // keys [0, prefix) and [lo, q0 + c)
+    at::Tensor mask;
+  };
+  const EvalChunk& eval_chunk(int W, const EvalWindow& e, std::int64_t q0, std::int64_t c, const at::TensorOptions& o);
   // Float [rows, keys], 1 where query row i sees key j (i − W < j ≤ i).
   const at::Tensor& stats_visible(int W, std::int64_t rows, std::int64_t keys);
 
@@ -43,6 +50,7 @@ class AttentionContext {
   std::map<std::tuple<int, std::int64_t, bool>, at::Tensor> additive_;
   std::map<std::pair<int, std::int64_t>, at::Tensor> window_;
   std::map<std::tuple<int, std::int64_t, std::int64_t>, at::Tensor> stats_;
+  std::map<std::tuple<int, std::int64_t, std::int64_t, std::int64_t>, EvalChunk> eval_;
 };
 
 // The attention paths. Fused: the kernel's softmax for rows ≥ explicit_rows, the rows below
@@ -50,13 +58,16 @@ class AttentionContext {
 // learned sinks, or an edit no fused path serves). Statistics: one fused pass whose
 // log-sum-exp gives A[i, j] and the entropies (hook_stats). SspSubtract / SspDrop: the SSP
 // edits as fused passes with the sink key hidden.
-enum class AttentionPath { Fused, Statistics, SspSubtract, SspDrop };
+// EvalWindow: the evaluation window (Hooks::set_eval_window) as fused passes over query chunks,
+// each reading only the band of recent keys and the kept first tokens.
+enum class AttentionPath { Fused, Statistics, SspSubtract, SspDrop, EvalWindow };
 
 struct AttentionPlan {
   AttentionPath path = AttentionPath::Fused;
   std::int64_t explicit_rows = 0;  // Fused: rows [0, explicit_rows) materialised
   int window = 0;                  // the layer's sliding window, 0 = full attention
   const AttnEdit* edit = nullptr;  // the SSP edit of this layer, if any
+  const EvalWindow* eval = nullptr;  // the evaluation window, if any (every layer)
 };
 
 // One layer's attention inputs. q [T, H, dh] after RoPE; k, v [T, Hkv, dh].
@@ -89,5 +100,6 @@ void attention_explicit(const LayerAttention& a, const AttentionPlan& plan, at::
 void attention_statistics(const LayerAttention& a, const AttentionPlan& plan, at::Tensor& z);
 void attention_ssp_subtract(const LayerAttention& a, const AttentionPlan& plan, at::Tensor& z, at::Tensor& sink_w);
 void attention_ssp_drop(const LayerAttention& a, const AttentionPlan& plan, at::Tensor& z);
+void attention_eval_window(const LayerAttention& a, const AttentionPlan& plan, at::Tensor& z);
 
 }  // namespace sink::detail

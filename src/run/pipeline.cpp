@@ -226,6 +226,11 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
   p.spec = read_spec(p.model_path);
   const int L = p.spec.n_layers;
   if (rc.stages != RunConfig::kAutoStages) check_stages(rc.stages, L, 0, cfg.path);
+  // The windowed evaluation's passes and its calibration under each window run on whole models only.
+  if (rc.intervention && rc.intervention->window_eval && rc.stages != 1)
+    throw InputError(cfg.path, "key 'intervention.window_eval' runs with one stage only (stages: 1), not with '" +
+                                   std::string(rc.stages == RunConfig::kAutoStages ? "auto" : std::to_string(rc.stages)) +
+                                   "' pipeline stages");
   for (int l : rc.layers_to_show)
     if (l < 0 || l >= L)
       throw InputError(cfg.path, "key 'layers_to_show': layer " + std::to_string(l) + " out of range (model has " +
@@ -273,6 +278,15 @@ PreparedRun prepare_run(const RunConfig& rc, const Config& cfg, bool dry_run) {
       p.hashes["calibration_sha256"] = calib_sha;
     }
   }
+  // The evaluation window keeps absolute positions: no document may run past the model's context.
+  if (rc.intervention && rc.intervention->window_eval && p.spec.max_positions > 0)
+    for (const auto* set : {&p.docs, &p.calib})
+      for (const auto& d : *set)
+        if (static_cast<std::int64_t>(d.ids.size()) > p.spec.max_positions)
+          throw InputError(cfg.path, "key 'intervention.window_eval': document '" + d.id + "' has " +
+                                         std::to_string(d.ids.size()) + " tokens, more than the model's context (" +
+                                         std::to_string(p.spec.max_positions) +
+                                         "); lower max_total_tokens (positions are kept, never re-indexed)");
   // μ from an earlier results.h5 is checked here, on every rank alike, before the ranks split.
   if (rc.intervention && !rc.intervention->mu_from.empty() && !stand_in) (void)load_mu(rc.intervention->mu_from, p);
   std::int64_t tokens = 0;
@@ -316,6 +330,42 @@ std::pair<std::size_t, std::size_t> flat_sizes(const PreparedRun& p, bool observ
   return {GeometryAccumulator(p.spec.n_layers, p.spec.d_model, p.rc.geometry_sketch).flat_size(), 0};
 }
 
+// The windows whose μ and ᾱ are fitted on the calibration documents (window_eval's SSP variants).
+std::vector<std::int64_t> fitted_windows(const RunConfig& rc) {
+  if (!rc.intervention || !rc.intervention->window_eval || rc.intervention->window_eval->ssp.empty()) return {};
+  return rc.intervention->window_eval->windows;
+}
+std::string window_phase(std::int64_t W) { return "calibration_W" + std::to_string(W); }
+// The calibration phases: μ under full attention, then one per fitted window.
+std::vector<std::string> calibration_phases(const RunConfig& rc) {
+  std::vector<std::string> out{"calibration"};
+  for (auto W : fitted_windows(rc)) out.push_back(window_phase(W));
+  return out;
+}
+std::vector<WindowVariant> window_eval_variants(const RunConfig& rc) {
+  if (!rc.intervention || !rc.intervention->window_eval) return {};
+  const auto& w = *rc.intervention->window_eval;
+  return window_variants(w.windows, w.keep, w.ssp);
+}
+
+// μ, μ_head and ᾱ merged over a calibration phase's buckets, in bucket order (rank-count independent).
+std::map<std::string, at::Tensor> read_calibration(const std::string& out, const PreparedRun& p,
+                                                   const std::string& phase, std::int64_t bucket_size) {
+  PartialStore cstore(out, p.rc.name, phase);
+  auto cb = make_buckets(p.calib, bucket_size);
+  const auto calib_flat = flat_sizes(p, false);
+  MuAccumulator all;
+  for (std::size_t b = 0; b < cb.size(); ++b) {
+    MuAccumulator m(p.spec.n_layers, p.spec.n_heads, p.spec.d_model);
+    auto st = cstore.read_bucket(static_cast<std::int64_t>(b), cb[b].count, calib_flat.first, calib_flat.second);
+    if (!st || st->done != cb[b].count)
+      throw InputError(cstore.dir(), "calibration bucket " + std::to_string(b) + " is missing or incomplete");
+    m.from_flat(st->mu);
+    all.merge(m);
+  }
+  return all.result();
+}
+
 // --resume: every bucket checkpoint's header against what the bucket must hold, before
 // the ranks split (a corrupt one found later would be one rank's error).
 void check_checkpoints(const std::string& out, const std::vector<PreparedRun>& runs, std::int64_t bucket_size) {
@@ -330,10 +380,12 @@ void check_checkpoints(const std::string& out, const std::vector<PreparedRun>& r
     }
     if (p.calib.empty()) continue;
     const auto cal = flat_sizes(p, false);
-    PartialStore cstore(out, p.rc.name, "calibration");
     const auto cb = make_buckets(p.calib, bucket_size);
-    for (std::size_t b = 0; b < cb.size(); ++b)
-      cstore.check_bucket(static_cast<std::int64_t>(b), cb[b].count, cal.first, cal.second);
+    for (const auto& phase : calibration_phases(p.rc)) {
+      PartialStore cstore(out, p.rc.name, phase);
+      for (std::size_t b = 0; b < cb.size(); ++b)
+        cstore.check_bucket(static_cast<std::int64_t>(b), cb[b].count, cal.first, cal.second);
+    }
   }
 }
 
@@ -781,44 +833,54 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
         // read above
       } else if (p.calib.empty()) {  // `zero` alone needs no μ
         mu = MuAccumulator(p.spec.n_layers, p.spec.n_heads, p.spec.d_model).result();
-      } else {
-        PartialStore cstore(cfg.out, rc.name, "calibration");
-        auto cb = make_buckets(p.calib, flags.bucket_size);
-        auto mine = assign_buckets(cb, place.pipe, place.n_pipes);
-        const auto calib_flat = flat_sizes(p, false);
-        Progress prog(rc.name + " calibration", static_cast<std::int64_t>(p.calib.size()), show,
-                      flags.progress_seconds);
-        std::int64_t done = 0, toks = 0;
-        run_buckets(
-            cstore, p.calib, cb, mine, false, calib_flat,
-            [&](const PreparedDoc& d, std::int64_t j, GeometryAccumulator&, MuAccumulator& m) {
-              m = place.n > 1 ? staged_mu(*model, d, j, s, place, *xp) : observe_mu(*model, d.ids, s);
-              toks += static_cast<std::int64_t>(d.ids.size());
-              return DocArrays{};
-            },
-            [&] { prog.update(++done * place.n_pipes, toks * place.n_pipes); }, place.last());
-        if (xp) xp->wait_sends();
-        group.barrier();
-        MuAccumulator all;
-        for (std::size_t b = 0; b < cb.size(); ++b) {
-          auto st = cstore.read_bucket(static_cast<std::int64_t>(b), cb[b].count, calib_flat.first, calib_flat.second);
-          if (!st || st->done != cb[b].count) throw std::runtime_error("calibration bucket missing after barrier");
-          MuAccumulator m(p.spec.n_layers, p.spec.n_heads, p.spec.d_model);
-          m.from_flat(st->mu);
-          all.merge(m);
-        }
-        mu = all.result();
       }
     }
+    // One calibration phase: μ statistics per document by `observe`, checkpointed per bucket.
+    // (Buckets go to pipelines; in a pipeline every stage runs the loop, the last one records.)
+    auto calibrate = [&](const std::string& phase,
+                         const std::function<MuAccumulator(const PreparedDoc&, std::int64_t)>& observe) {
+      PartialStore cstore(cfg.out, rc.name, phase);
+      auto cb = make_buckets(p.calib, flags.bucket_size);
+      auto mine = assign_buckets(cb, place.pipe, place.n_pipes);
+      Progress prog(rc.name + " " + phase, static_cast<std::int64_t>(p.calib.size()), show, flags.progress_seconds);
+      std::int64_t done = 0, toks = 0;
+      run_buckets(
+          cstore, p.calib, cb, mine, false, flat_sizes(p, false),
+          [&](const PreparedDoc& d, std::int64_t j, GeometryAccumulator&, MuAccumulator& m) {
+            m = observe(d, j);
+            toks += static_cast<std::int64_t>(d.ids.size());
+            return DocArrays{};
+          },
+          [&] { prog.update(++done * place.n_pipes, toks * place.n_pipes); }, place.last());
+      if (xp) xp->wait_sends();
+      group.barrier();
+      return read_calibration(cfg.out, p, phase, flags.bucket_size);
+    };
+    if (rc.intervention && rc.intervention->mu_from.empty() && !p.calib.empty())
+      mu = calibrate("calibration", [&](const PreparedDoc& d, std::int64_t j) {
+        return place.n > 1 ? staged_mu(*model, d, j, s, place, *xp) : observe_mu(*model, d.ids, s);
+      });
+    auto make_bias = [&](const std::map<std::string, at::Tensor>& m) {
+      SinkBias b;
+      b.sink = s;
+      b.head_granularity = rc.intervention->granularity == "head";
+      b.patched.assign(p.spec.n_layers, rc.intervention->layers.empty());
+      for (int l : rc.intervention->layers) b.patched[l] = true;
+      b.set_mu(m);
+      b.seed = rc.intervention->seed;
+      return b;
+    };
     SinkBias bias;
-    if (rc.intervention) {
-      bias.sink = s;
-      bias.head_granularity = rc.intervention->granularity == "head";
-      bias.patched.assign(p.spec.n_layers, rc.intervention->layers.empty());
-      for (int l : rc.intervention->layers) bias.patched[l] = true;
-      bias.set_mu(mu);
-      bias.seed = rc.intervention->seed;
-    }
+    if (rc.intervention) bias = make_bias(mu);
+    // window_eval: μ and ᾱ under each window (the sink kept as a key, averaged over the rows the
+    // window hides it from), for the SSP variants.
+    const auto variants = window_eval_variants(rc);
+    std::map<std::int64_t, SinkBias> window_bias;
+    for (auto W : fitted_windows(rc))
+      window_bias[W] = make_bias(
+          calibrate(window_phase(W), [&, W](const PreparedDoc& d, std::int64_t) {  // one stage (config.cpp)
+            return observe_mu_window(*model, d.ids, s, W);
+          }));
 
     // ---- observation (and SSP) over the evaluation documents
     PartialStore store(cfg.out, rc.name);
@@ -854,7 +916,10 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
           model->forward(d.ids, h);
           DocArrays a = obs.finish();
           if (o.geometry) g = std::move(obs.geometry());
-          if (rc.intervention) add_ssp_arrays(a, ssp_measure(*model, d.ids, bias, modes, &original));
+          if (rc.intervention) {
+            add_ssp_arrays(a, ssp_measure(*model, d.ids, bias, modes, &original));
+            add_ssp_arrays(a, window_measure(*model, d.ids, s, variants, window_bias, original));
+          }
           toks += T;
           return a;
         },
@@ -894,6 +959,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     o.hashes = p.hashes;
     o.calibration_ids = p.calib_ids;
     if (p.rc.intervention) o.modes = p.rc.intervention->modes;
+    for (const auto& v : window_eval_variants(p.rc)) o.modes.push_back(v.name());
     PartialStore store(cfg.out, p.rc.name);
     auto buckets = make_buckets(p.docs, flags.bucket_size);
     const auto obs_flat = flat_sizes(p, true);
@@ -913,20 +979,10 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
       } else if (p.calib.empty()) {
         o.mu = MuAccumulator(p.spec.n_layers, p.spec.n_heads, p.spec.d_model).result();
       } else {
-        PartialStore cstore(cfg.out, p.rc.name, "calibration");
-        auto cb = make_buckets(p.calib, flags.bucket_size);
-        const auto calib_flat = flat_sizes(p, false);
-        MuAccumulator all;
-        for (std::size_t b = 0; b < cb.size(); ++b) {
-          MuAccumulator m(p.spec.n_layers, p.spec.n_heads, p.spec.d_model);
-          auto st = cstore.read_bucket(static_cast<std::int64_t>(b), cb[b].count, calib_flat.first, calib_flat.second);
-          if (!st || st->done != cb[b].count)
-            throw InputError(cstore.dir(), "calibration bucket " + std::to_string(b) + " is missing or incomplete");
-          m.from_flat(st->mu);
-          all.merge(m);
-        }
-        o.mu = all.result();
+        o.mu = read_calibration(cfg.out, p, "calibration", flags.bucket_size);
       }
+      for (auto W : fitted_windows(p.rc))
+        o.window_mu[W] = read_calibration(cfg.out, p, window_phase(W), flags.bucket_size);
     }
   }
   RunTimes t = times;

@@ -235,6 +235,9 @@ void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& 
     for (int l : o.rc.intervention->layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
     sp.attr("layers", layers.empty() ? std::string("all") : layers);
     sp.attr("random_seed", static_cast<std::int64_t>(o.rc.intervention->seed));
+    for (const auto& [W, m] : o.window_mu)
+      for (const char* k : {"mu", "mu_head", "alpha_bar"})
+        write_tensor(g, "ssp/window_mu/w" + std::to_string(W) + "/" + k, m.at(k).to(at::kDouble));
     std::vector<std::string> all_modes{"original"};
     all_modes.insert(all_modes.end(), o.modes.begin(), o.modes.end());
     std::map<std::string, std::vector<double>> nll_all;
@@ -284,6 +287,14 @@ void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& 
       mg.attr("ppl_ratio_ci95_low", lo_ci);
       mg.attr("ppl_ratio_ci95_high", hi_ci);
       mg.attr("bootstrap", std::string("2000 resamples of documents, percentile interval, seed 20251127"));
+      if (m.rfind("window_w", 0) == 0) {  // window_eval's variants: window_w64_keep4, window_w64_ssp_bias
+        const auto us = m.find('_', 8);
+        const std::string variant = m.substr(us + 1);
+        const bool kept = variant.rfind("keep", 0) == 0;
+        mg.attr("window", static_cast<std::int64_t>(std::stoll(m.substr(8, us - 8))));
+        mg.attr("keep", static_cast<std::int64_t>(kept ? std::stoll(variant.substr(4)) : 0));
+        mg.attr("ssp", kept ? std::string("none") : variant);
+      }
     }
   }
   g.attr("complete", std::int64_t(1));

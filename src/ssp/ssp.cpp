@@ -13,6 +13,7 @@
 
 #include <memory>
 
+#include "sink/metrics/geometry.hpp"
 #include "sink/metrics/window.hpp"
 #include "sink/model/model.hpp"
 #include "sink/util/error.hpp"
@@ -184,13 +185,51 @@ std::pair<double, double> ssp_resid_distance(const at::Tensor& h0, const at::Ten
           ((a * c).sum(-1) / (an * c.norm(2, -1).clamp_min(1e-30))).mean().item<double>()};
 }
 
-std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids,
-                                                const SinkBias& b, const std::vector<SspMode>& modes,
-                                                const SspOriginal* original) {
+namespace {
+
+// Scores passes against the original one on the same tokens (ssp_score, ssp_resid_distance: the
+// arithmetic the pipeline stages use too, so a staged run is bit-identical to this one).
+class Scorer {
+ public:
+  Scorer(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t s, const SspOriginal& original)
+      : m_(m), ids_(ids), s_(s), orig_(original) {}
+
+  SspDocResult original() const {
+    const int L = m_.spec().n_layers;
+    SspDocResult r = ssp_score(m_, ids_, s_, orig_.logits, nullptr);
+    r.resid_rel_l2.assign(L + 1, 0.0);
+    r.resid_cos.assign(L + 1, 1.0);
+    return r;
+  }
+
+  // One pass of the model under `hm` (hidden states captured here), scored.
+  SspDocResult run(Hooks& hm) const {
+    const int L = m_.spec().n_layers;
+    std::vector<at::Tensor> h1;
+    capture_hidden_states(hm, h1, L);
+    auto logits = m_.forward(ids_, hm);
+    SspDocResult r = ssp_score(m_, ids_, s_, logits, &orig_.logits);
+    for (int l = 0; l <= L; ++l) {
+      const auto [rel, cos] = ssp_resid_distance(orig_.hidden[l], h1[l], s_);
+      r.resid_rel_l2.push_back(rel);
+      r.resid_cos.push_back(cos);
+    }
+    return r;
+  }
+
+ private:
+  const Model& m_;
+  const std::vector<std::int64_t>& ids_;
+  const std::int64_t s_;
+  const SspOriginal& orig_;
+};
+
+}  // namespace
+
+std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids, const SinkBias& b,
+                                                const std::vector<SspMode>& modes, const SspOriginal* original) {
   c10::InferenceMode guard;
   const int L = m.spec().n_layers;
-  const std::int64_t s = b.sink;
-  std::map<std::string, SspDocResult> out;
   SspOriginal own;
   if (!original) {
     Hooks ho;
@@ -198,25 +237,117 @@ std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vecto
     m.forward(ids, ho);
     original = &own;
   }
-  const auto& h0 = original->hidden;
-  SspDocResult orig = ssp_score(m, ids, s, original->logits, nullptr);
-  orig.resid_rel_l2.assign(L + 1, 0.0);
-  orig.resid_cos.assign(L + 1, 1.0);
-  out["original"] = orig;
-
+  Scorer sc(m, ids, b.sink, *original);
+  std::map<std::string, SspDocResult> out;
+  out["original"] = sc.original();
   for (SspMode mode : modes) {
     Hooks hm;
-    std::vector<at::Tensor> h1;
-    capture_hidden_states(hm, h1, L);
     install_ssp(m, b, mode, hm);
-    auto logits = m.forward(ids, hm);
-    SspDocResult r = ssp_score(m, ids, s, logits, &original->logits);
-    for (int l = 0; l <= L; ++l) {
-      const auto [rel, cos] = ssp_resid_distance(h0[l], h1[l], s);
-      r.resid_rel_l2.push_back(rel);
-      r.resid_cos.push_back(cos);
+    out[ssp_mode_name(mode)] = sc.run(hm);
+  }
+  return out;
+}
+
+// ---- Windowed attention without the sink
+
+std::string WindowVariant::name() const {
+  return "window_w" + std::to_string(window) + "_" + (ssp ? ssp_mode_name(*ssp) : "keep" + std::to_string(keep));
+}
+
+std::vector<WindowVariant> window_variants(const std::vector<std::int64_t>& windows,
+                                           const std::vector<std::int64_t>& keep, const std::vector<std::string>& ssp) {
+  std::vector<WindowVariant> out;
+  for (auto W : windows) {
+    for (auto k : keep) out.push_back({W, k, std::nullopt});
+    for (const auto& name : ssp) out.push_back({W, 0, parse_ssp_mode(name)});
+  }
+  return out;
+}
+
+std::pair<std::int64_t, std::int64_t> window_hidden_rows(const Model& m, int layer, std::int64_t T, std::int64_t s,
+                                                         std::int64_t W) {
+  const auto& spec = m.spec();
+  const std::int64_t Wl = spec.sliding_window.empty() ? 0 : spec.sliding_window.at(layer);
+  const std::int64_t begin = std::min(T, s + W), end = Wl > 0 ? std::min(T, s + Wl) : T;
+  return {begin, std::max(begin, end)};
+}
+
+MuAccumulator observe_mu_window(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t s, std::int64_t W) {
+  c10::InferenceMode guard;
+  const auto& spec = m.spec();
+  const std::int64_t T = static_cast<std::int64_t>(ids.size()), H = spec.n_heads, R = spec.n_rep(), dh = spec.head_dim,
+                     d = spec.d_model;
+  const int L = spec.n_layers;
+  MuAccumulator acc(L, spec.n_heads, d);
+  std::vector<at::Tensor> a_sink(L), w_sink(L);  // [H, T] A[i, s]; [H, d] W_O^h v_s^h
+  const Model* mp = &m;
+  Hooks h;
+  // The sink kept as a key under the window: its weights are what the plain window takes away.
+  h.set_eval_window({W, s + 1});
+  h.set_logits_unused();
+  h.add(Hook::V, [&, mp](at::Tensor& v, const HookCtx& c) {
+    auto vs = v[s].to(at::kFloat).repeat_interleave(R, 0);
+    auto wo = mp->weights().layers[c.layer].wo.to(at::kFloat).view({d, H, dh});
+    w_sink[c.layer] = at::einsum("dhk,hk->hd", {wo, vs});
+  });
+  h.add(Hook::Pattern, [&](at::Tensor& p, const HookCtx& c) {
+    auto& a = a_sink[c.layer];
+    if (!a.defined()) a = at::zeros({H, T}, p.options().dtype(at::kFloat));
+    if (c.q_end > s) a.narrow(1, c.q_begin, c.q_end - c.q_begin).copy_(p.select(2, s));
+  });
+  m.forward(ids, h);
+  for (int l = 0; l < L; ++l) {
+    auto [r0, r1] = window_hidden_rows(m, l, T, s, W);
+    if (r1 > r0) acc.add(l, a_sink[l].narrow(1, r0, r1 - r0), w_sink[l]);
+  }
+  return acc;
+}
+
+void install_window(const Model& m, const SinkBias& b, const WindowVariant& v, Hooks& hooks) {
+  hooks.set_eval_window({v.window, v.keep});
+  if (!v.ssp) return;
+  const auto& spec = m.spec();
+  const std::int64_t s = b.sink, H = spec.n_heads;
+  const auto dev = m.device();
+  auto bias = ssp_added_bias(b, *v.ssp).to(dev, m.dtype());
+  auto keep = (1.0 - b.alpha_bar.to(at::kFloat)).to(dev, m.dtype());  // [L, H]: 1 − ᾱ
+  const Model* mp = &m;
+  const std::int64_t W = v.window;
+  for (int l = 0; l < spec.n_layers; ++l) {
+    if (!b.patched.at(l)) continue;
+    if (*v.ssp == SspMode::SspDrop) {
+      // ssp_drop: the heads' outputs over the window (the sink not among the keys) scaled by the
+      // mass the sink had on average in these rows.
+      hooks.add(
+          Hook::Z,
+          [=](at::Tensor& z, const HookCtx& c) {
+            auto [r0, r1] = window_hidden_rows(*mp, c.layer, z.size(0), s, W);
+            if (r1 > r0) z.narrow(0, r0, r1 - r0).mul_(keep[c.layer].view({1, H, 1}));
+          },
+          l);
     }
-    out[ssp_mode_name(mode)] = r;
+    hooks.add(
+        Hook::AttnOut,
+        [=](at::Tensor& o, const HookCtx& c) {
+          auto [r0, r1] = window_hidden_rows(*mp, c.layer, o.size(0), s, W);
+          if (r1 > r0) o.narrow(0, r0, r1 - r0).add_(bias[c.layer]);
+        },
+        l);
+  }
+}
+
+std::map<std::string, SspDocResult> window_measure(const Model& m, const std::vector<std::int64_t>& ids,
+                                                   std::int64_t sink, const std::vector<WindowVariant>& variants,
+                                                   const std::map<std::int64_t, SinkBias>& biases,
+                                                   const SspOriginal& original) {
+  c10::InferenceMode guard;
+  Scorer sc(m, ids, sink, original);
+  std::map<std::string, SspDocResult> out;
+  static const SinkBias none;
+  for (const auto& v : variants) {
+    Hooks hm;
+    install_window(m, v.ssp ? biases.at(v.window) : none, v, hm);
+    out[v.name()] = sc.run(hm);
   }
   return out;
 }

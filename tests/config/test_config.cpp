@@ -172,6 +172,20 @@ TEST_F(ConfigTest, DefaultsAndEveryKey) {
   EXPECT_EQ(m.runs[0].intervention->mu_from, "data/mu.h5");
   Config z = load(kBase + "intervention: {modes: [zero]}\n");  // zero needs no mu
   EXPECT_EQ(z.runs[0].intervention->modes, std::vector<std::string>{"zero"});
+  EXPECT_FALSE(z.runs[0].intervention->window_eval.has_value());
+
+  // window_eval: the defaults keep 0, 1 and 4 tokens and fit both SSP variants.
+  Config w = load(kBase +
+                  "intervention: {modes: [zero], calibration_jsonl: data/cal.jsonl, "
+                  "window_eval: {windows: [64, 1024]}}\n");
+  ASSERT_TRUE(w.runs[0].intervention->window_eval.has_value());
+  const auto& we = *w.runs[0].intervention->window_eval;
+  EXPECT_EQ(we.windows, (std::vector<std::int64_t>{64, 1024}));
+  EXPECT_EQ(we.keep, (std::vector<std::int64_t>{0, 1, 4}));
+  EXPECT_EQ(we.ssp, (std::vector<std::string>{"ssp_bias", "ssp_drop"}));
+  Config w2 = load(kBase + "intervention: {modes: [zero], window_eval: {windows: [8], keep: [2], ssp: []}}\n");
+  EXPECT_EQ(w2.runs[0].intervention->window_eval->keep, (std::vector<std::int64_t>{2}));
+  EXPECT_TRUE(w2.runs[0].intervention->window_eval->ssp.empty());  // no μ_W: no calibration needed
 }
 
 TEST_F(ConfigTest, NameFromModel) {
@@ -213,16 +227,14 @@ TEST_F(ConfigTest, EveryErrorNamesKeyAndFile) {
       {kBase + "docs_to_show: -2\n", "key 'docs_to_show': expected a non-negative integer, got -2"},
       {kBase + "max_tokens_to_show: 600\n",
        "key 'max_tokens_to_show': must not exceed max_tokens_to_calc (512), got 600"},
-      {kBase + "max_tokens_to_calc: 16\n",
-       "key 'max_tokens_to_show': must not exceed max_tokens_to_calc (16), got 32"},
+      {kBase + "max_tokens_to_calc: 16\n", "key 'max_tokens_to_show': must not exceed max_tokens_to_calc (16), got 32"},
       {kBase + "layers_to_show: [0, a]\n",
        "key 'layers_to_show': expected a list of layer indices (integers >= 0), got 'a'"},
       {kBase + "layers_to_show: [0, -1]\n",
        "key 'layers_to_show': expected a list of layer indices (integers >= 0), got '-1'"},
       {kBase + "layers_to_show: [0, [1]]\n",
        "key 'layers_to_show': expected a list of layer indices (integers >= 0), got 'a list or map'"},
-      {kBase + "layers_to_show: 3\n",
-       "key 'layers_to_show': expected a list of layer indices (integers >= 0)"},
+      {kBase + "layers_to_show: 3\n", "key 'layers_to_show': expected a list of layer indices (integers >= 0)"},
       {kBase + "layers_to_show: [1, 2, 1]\n", "key 'layers_to_show': layer 1 is listed twice"},
       {kBase + "dtype: fp32\n", "key 'dtype': expected float32, bfloat16 or float16, got 'fp32'"},
       {kBase + "dtype: [float32]\n", "key 'dtype': expected float32, bfloat16 or float16"},
@@ -237,21 +249,18 @@ TEST_F(ConfigTest, EveryErrorNamesKeyAndFile) {
       {kBase + "sink_policy: last\n", "key 'sink_policy': expected auto, bos, prepend or first, got 'last'"},
       {kBase + "epsilon: 1\n", "key 'epsilon': expected a number between 0 and 1 (both excluded), got 1"},
       {kBase + "epsilon: 0.0\n", "key 'epsilon': expected a number between 0 and 1 (both excluded), got 0.0"},
-      {kBase + "epsilon: -0.5\n",
-       "key 'epsilon': expected a number between 0 and 1 (both excluded), got -0.5"},
+      {kBase + "epsilon: -0.5\n", "key 'epsilon': expected a number between 0 and 1 (both excluded), got -0.5"},
       {kBase + "epsilon: .nan\n", "key 'epsilon': expected a number"},
       {kBase + "epsilon: high\n", "key 'epsilon': expected a number"},
       {kBase + "long_documents: drop\n", "key 'long_documents': expected truncate or error, got 'drop'"},
       {kBase + "log_level: loud\n",
        "key 'log_level': expected trace, debug, info, warn, error, critical or off, got 'loud'"},
-      {kBase + "name: 'a b'\n",
-       "key 'name': expected a name of letters, digits, '_', '.' and '-', got 'a b'"},
+      {kBase + "name: 'a b'\n", "key 'name': expected a name of letters, digits, '_', '.' and '-', got 'a b'"},
       {kBase + "name: '..'\n", "key 'name': expected a name of letters, digits, '_', '.' and '-', got '..'"},
       {kBase + "eval_field: ''\n", "key 'eval_field': expected a field name"},
       {kBase + "intervention: {modes: [zero], granularity: block}\n",
        "key 'intervention.granularity': expected layer or head, got 'block'"},
-      {kBase + "intervention: {modes: [zero, zero]}\n",
-       "key 'intervention.modes': mode 'zero' is listed twice"},
+      {kBase + "intervention: {modes: [zero, zero]}\n", "key 'intervention.modes': mode 'zero' is listed twice"},
       {kBase + "intervention: {modes: []}\n",
        "key 'intervention.modes': expected at least one mode (ssp_bias, ssp_drop, zero or random)"},
       {kBase + "intervention: {modes: [patch]}\n",
@@ -267,8 +276,7 @@ TEST_F(ConfigTest, EveryErrorNamesKeyAndFile) {
        "key 'intervention.layers': expected a list of layer indices (integers >= 0), got 'x'"},
       {kBase + "intervention: {modes: [zero], calibration_docs: -2}\n",
        "key 'intervention.calibration_docs': expected a non-negative integer, got -2"},
-      {kBase + "intervention: {modes: [zero], seed: -1}\n",
-       "key 'intervention.seed': expected a non-negative integer"},
+      {kBase + "intervention: {modes: [zero], seed: -1}\n", "key 'intervention.seed': expected a non-negative integer"},
       {kBase + "intervention: {modes: [zero, ssp_bias]}\n",
        "key 'intervention.calibration_jsonl': mode 'ssp_bias' needs mu: give calibration_jsonl (to fit it) "
        "or "
@@ -283,6 +291,25 @@ TEST_F(ConfigTest, EveryErrorNamesKeyAndFile) {
        "key 'intervention.mu_from': no such file 'data/none.h5'"},
       {kBase + "intervention: {modes: [ssp_bias], mu_from: data}\n",
        "key 'intervention.mu_from': 'data' is a folder, expected a file"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8, -8]}}\n",
+       "key 'intervention.window_eval.windows': expected a list of windows (integers > 0), got '-8'"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8, 8], ssp: []}}\n",
+       "key 'intervention.window_eval.windows': 8 is listed twice"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [], ssp: []}}\n",
+       "key 'intervention.window_eval.windows': expected at least one window"},
+      {kBase + "intervention: {modes: [zero], window_eval: {keep: [0]}}\n",
+       "key 'intervention.window_eval.windows': required key is missing"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8], keep: [-1], ssp: []}}\n",
+       "key 'intervention.window_eval.keep': expected a list of kept first tokens (integers >= 0), got '-1'"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8], ssp: [random]}}\n",
+       "key 'intervention.window_eval.ssp': expected a list of SSP variants (ssp_bias or ssp_drop), got 'random'"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8], keep: [], ssp: []}}\n",
+       "key 'intervention.window_eval': expected at least one variant (keep or ssp)"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8], sinks: [1]}}\n",
+       "key 'intervention.window_eval.sinks': unknown key"},
+      {kBase + "intervention: {modes: [zero], window_eval: {windows: [8]}}\n",
+       "key 'intervention.window_eval': its ssp variants fit mu under each window: give calibration_jsonl (mu_from "
+       "holds no windowed mu)"},
       {kBase + "intervention: {modes: [ssp_bias], mu_from: data/mu.h5, calibration_jsonl: data/cal.jsonl}\n",
        "key 'intervention.mu_from': give calibration_jsonl (to fit mu) or mu_from (to load it), not both"},
       {e + o, "key 'model': required key is missing"},

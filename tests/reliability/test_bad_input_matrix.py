@@ -42,6 +42,10 @@ Configs (sink-run):
 Eval sets (sink-run):
   e01 not UTF-8                          e02 number overflow in an id
   e03 eval_jsonl is a folder             e04 duplicate ids
+intervention.window_eval (sink-run):
+  v01 a window of 0                      v02 keep -1
+  v03 an unknown ssp variant             v04 a document longer than the model's context
+  v05 ssp variants without calibration_jsonl (mu_from holds no windowed mu)
 Resume (sink-run --resume into a finished run's folder):
   r01 a results folder of another config (same eval set, other settings)
   r02 the same config over an edited eval set
@@ -584,6 +588,42 @@ def test_y07_sweep_name_with_slash(tmp_path):
     text = (f"out: {tmp_path / 'out'}\ndefaults:\n  model: {os.path.join(TINY, 'llama')}\n  eval_jsonl: {ev}\n"
             "runs:\n  - name: ok\n  - name: sub/dir\n")
     run_bad(tmp_path, text, "bad.yaml", "runs.1.name")
+
+
+def window_config(tmp_path, window_eval, ev=None, extra=""):
+    cal = eval_set(tmp_path / "cal.jsonl", lines=['{"id": "c", "text": "A calibration text, never evaluated."}'])
+    return config_text(tmp_path, ev=ev, extra=extra) + (
+        f"intervention:\n  modes: [ssp_bias]\n  calibration_jsonl: {cal}\n  window_eval: {window_eval}\n")
+
+
+def test_v01_window_zero(tmp_path):
+    run_bad(tmp_path, window_config(tmp_path, "{windows: [64, 0]}"), "bad.yaml", "intervention.window_eval.windows",
+            "'0'")
+
+
+def test_v02_keep_negative(tmp_path):
+    run_bad(tmp_path, window_config(tmp_path, "{windows: [8], keep: [0, -1]}"), "bad.yaml",
+            "intervention.window_eval.keep", "'-1'")
+
+
+def test_v03_unknown_ssp_variant(tmp_path):
+    run_bad(tmp_path, window_config(tmp_path, "{windows: [8], ssp: [ssp_bias, zero]}"), "bad.yaml",
+            "intervention.window_eval.ssp", "'zero'")
+
+
+def test_v04_document_longer_than_context(tmp_path):
+    # The tiny llama has 512 positions; the evaluation window keeps absolute positions.
+    src = os.path.join(SHARED, "corpora", "moby-dick.jsonl")
+    with open(src) as f:
+        d = json.loads(next(f))
+    ev = eval_set(tmp_path / "long.jsonl", lines=[json.dumps({"id": "long", "text": d["text"][:6000]})])
+    text = window_config(tmp_path, "{windows: [8]}", ev=ev).replace("max_total_tokens: 64", "max_total_tokens: 4096")
+    run_bad(tmp_path, text, "bad.yaml", "intervention.window_eval", "context (512)")
+
+
+def test_v05_ssp_variants_need_calibration(tmp_path):
+    text = config_text(tmp_path) + "intervention:\n  modes: [zero]\n  window_eval: {windows: [8]}\n"
+    run_bad(tmp_path, text, "bad.yaml", "intervention.window_eval", "calibration_jsonl")
 
 
 def test_e01_eval_not_utf8(tmp_path):

@@ -18,7 +18,9 @@ def config(tmp, name, model="llama", out=None, n=8, **extra):
     kw = dict(model=os.path.join(TINY, model), eval_jsonl=ev, out=str(out or tmp / f"out_{name}"),
               max_total_tokens=160, layers_to_show=[0, 2], max_tokens_to_show=8, max_tokens_to_calc=64,
               intervention={"modes": ["ssp_bias", "ssp_drop", "zero", "random"], "calibration_jsonl": cal,
-                            "seed": 3})
+                            "seed": 3,
+                            # the windowed modes, their μ_W calibration phases included
+                            "window_eval": {"windows": [8, 32], "keep": [0, 4], "ssp": ["ssp_bias", "ssp_drop"]}})
     kw.update(extra)
     return write_config(tmp / f"{name}.yaml", **kw)
 
@@ -74,7 +76,7 @@ def test_ranks_give_identical_files(tmp_path):
         for k in da:
             assert np.array_equal(da[k], db[k], equal_nan=da[k].dtype.kind == "f"), k
         with h5py.File(files[0]) as a, h5py.File(f) as b:
-            for k in ("ssp/ssp_bias", "ssp/zero", "summary"):
+            for k in ("ssp/ssp_bias", "ssp/zero", "ssp/window_w8_keep4", "ssp/window_w8_ssp_drop", "summary"):
                 for name, v in a["llama/" + k].attrs.items():
                     assert v == b["llama/" + k].attrs[name], (k, name)
 

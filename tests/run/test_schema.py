@@ -32,13 +32,19 @@ DIMS = {"N": {"doc"}, "L": {"layer"}, "H": {"head"}, "S": {"query", "key"}, "P":
         "2": {"vector_set"}, "n": {"calibration_doc"}}
 
 
+# The llama run's intervention.window_eval: W = 64 (docs/results.md's window rows name w64), no sink key and ssp_bias.
+WINDOW_EVAL = {"windows": [64], "keep": [0], "ssp": ["ssp_bias"]}
+WINDOW_MODES = ["window_w64_keep0", "window_w64_ssp_bias"]
+
+
 def documented_paths(conds):
     for path, shape, dtype, when in schema():
         if when not in conds:
             continue
         paths = [path]
         if path.startswith("ssp/original/"):
-            paths += [path.replace("original", m) for m in ("ssp_bias", "ssp_drop", "zero", "random")]
+            modes = ["ssp_bias", "ssp_drop", "zero", "random"] + (WINDOW_MODES if "window" in conds else [])
+            paths += [path.replace("original", m) for m in modes]
         for p in paths:
             yield p, shape, dtype
 
@@ -138,13 +144,14 @@ def with_source_ids(path):
 def test_results_file_matches_schema(tmp_path):
     ev = with_source_ids(make_eval(tmp_path / "eval.jsonl", n=5))
     cal = make_eval(tmp_path / "cal.jsonl", start=30, n=2)
-    for fam, policy, conds in (("llama", "bos", {"always", "values", "ssp"}),
+    for fam, policy, conds in (("llama", "bos", {"always", "values", "ssp", "window"}),
                                ("gpt_oss", "prepend", {"always", "values", "ssp", "gpt_oss"})):
         out = tmp_path / f"out_{fam}"
         cfg = write_config(tmp_path / f"{fam}.yaml", model=os.path.join(TINY, fam), eval_jsonl=ev, out=str(out),
                            max_total_tokens=100, max_tokens_to_calc=40, max_tokens_to_show=6, layers_to_show=[0, 1],
                            sink_policy=policy, docs_to_show=["moby-dick-ch004", "moby-dick-ch002"] if fam == "llama" else 2,
-                           intervention={"modes": ["ssp_bias", "ssp_drop", "zero", "random"], "calibration_jsonl": cal})
+                           intervention={"modes": ["ssp_bias", "ssp_drop", "zero", "random"], "calibration_jsonl": cal,
+                                         **({"window_eval": WINDOW_EVAL} if "window" in conds else {})})
         sink_run(cfg)
         with h5py.File(out / "results.h5") as f:
             assert f.attrs["complete"] == 1
@@ -159,9 +166,13 @@ def test_results_file_matches_schema(tmp_path):
                 assert a in g.attrs, a
             for a in ("sink_rate_gu", "sink_rate_gu_n_docs", "sink_rate", "sink_rate_t64_of_mean", "epsilon"):
                 assert a in g["summary"].attrs, a
-            for m in ("ssp_bias", "ssp_drop", "zero", "random"):
+            for m in ["ssp_bias", "ssp_drop", "zero", "random"] + (WINDOW_MODES if "window" in conds else []):
                 for a in ("ppl", "ppl_ratio", "ppl_ratio_ci95_low", "ppl_ratio_ci95_high"):
                     assert a in g["ssp/" + m].attrs, (m, a)
+            if "window" in conds:
+                assert g["ssp/window_w64_ssp_bias"].attrs["window"] == 64
+                assert g["ssp/window_w64_ssp_bias"].attrs["ssp"] == "ssp_bias"
+                assert g["ssp/window_w64_keep0"].attrs["keep"] == 0
             check_xarray(out / "results.h5", fam, sizes, conds, f)
             if fam == "llama":
                 ids = g["docs/id"].asstr()[()]

@@ -144,3 +144,33 @@ def test_bfloat16_stages_equal_one_stage(tmp_path):
     cfg, out = config(tmp_path, "b2", model, n=4, stages=2, dtype="bfloat16")
     run(cfg, 2)
     assert_same_data(ref, out)
+
+
+# Every tiny checkpoint's family, and the real Gemma 3 270M, as one sweep: with 2 ranks and 2 stages
+# each run takes both ranks as one pipeline in turn (a sweep needs a pipeline per run to split).
+SWEEP = ["llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "gpt_neox", "gpt_neox_seq", "gemma2",
+         "gemma2_w4096", "gemma3", "gemma3_capped", "gpt_oss", "gpt_oss_w128", "gpt_oss_mxfp4"]
+GEMMA3 = "models/gemma-3-270m-q4_k_m.gguf"
+
+
+def sweep_config(tmp, name, stages):
+    ev = make_eval(tmp / "eval_sweep.jsonl", n=2)
+    cal = make_eval(tmp / "cal_sweep.jsonl", start=20, n=2)
+    runs = [{"model": os.path.join(TINY, f), "name": f} for f in SWEEP] + [{"model": GEMMA3, "name": "gemma3_270m"}]
+    defaults = dict(eval_jsonl=ev, max_total_tokens=40, max_tokens_to_show=8, max_tokens_to_calc=32,
+                    intervention={"modes": ["ssp_bias", "ssp_drop"], "seed": 3, "calibration_jsonl": cal})
+    if stages:
+        defaults["stages"] = stages
+    return write_config(tmp / f"{name}.yaml", out=str(tmp / f"out_{name}"), defaults=defaults, runs=runs), \
+        tmp / f"out_{name}" / "results.h5"
+
+
+def test_every_family_and_gemma3_in_two_stages_equal_one_stage(tmp_path):
+    cfg, ref = sweep_config(tmp_path, "one", None)
+    run(cfg, 1)
+    cfg, out = sweep_config(tmp_path, "two", 2)
+    run(cfg, 2)
+    assert_same_data(ref, out)
+    with h5py.File(out) as f:
+        assert sorted(str(f.attrs["runs"]).split(",")) == sorted(SWEEP + ["gemma3_270m"])
+        assert all(f[r].attrs["stages"] == 2 for r in SWEEP)

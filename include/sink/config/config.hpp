@@ -14,6 +14,14 @@
 
 namespace sink {
 
+// intervention.window_eval: attention restricted to the W most recent keys (docs/metrics.md,
+// "Windowed attention without the sink").
+struct WindowEvalConfig {
+  std::vector<std::int64_t> windows;                        // W > 0 each
+  std::vector<std::int64_t> keep = {0, 1, 4};               // first tokens kept as keys
+  std::vector<std::string> ssp = {"ssp_bias", "ssp_drop"};  // μ (and ᾱ) fitted under each window
+};
+
 struct InterventionConfig {
   std::vector<std::string> modes;            // ssp_bias | ssp_drop | zero | random (several share one original pass)
   std::string granularity = "layer";         // layer | head
@@ -22,6 +30,7 @@ struct InterventionConfig {
   std::int64_t calibration_docs = 0;         // use the first N of them; 0 = all
   std::string mu_from;                       // load μ (and ᾱ) from this results.h5 instead of fitting
   std::uint64_t seed = 0;                    // for the `random` control
+  std::optional<WindowEvalConfig> window_eval;
 };
 
 struct RunConfig {

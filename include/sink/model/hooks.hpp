@@ -62,6 +62,15 @@ struct AttnEdit {
   std::int64_t subtract_key = -1;
 };
 
+// Evaluation under a window of the W most recent keys in every layer (StreamingLLM's window
+// attention, absolute positions kept): query i sees key j iff j <= i, the layer's own window
+// allows it, and i − j < window or j < keep (the first `keep` tokens stay visible as keys).
+// window = 0: no evaluation window.
+struct EvalWindow {
+  std::int64_t window = 0;
+  std::int64_t keep = 0;
+};
+
 class Hooks {
  public:
   // layer = -1: every layer.
@@ -96,6 +105,9 @@ class Hooks {
   // and returns an undefined tensor, unless a hook_logits hook is installed.
   void set_logits_unused() { logits_unused_ = true; }
   bool wants_logits() const { return !logits_unused_ || any(Hook::Logits); }
+  void set_eval_window(EvalWindow w) { eval_window_ = w; }
+  // Null without an evaluation window.
+  const EvalWindow* eval_window() const { return eval_window_.window > 0 ? &eval_window_ : nullptr; }
   const AttnEdit* attn_edit(int layer) const {
     return layer < static_cast<int>(edits_.size()) &&
                    (edits_[layer].drop_key >= 0 || edits_[layer].subtract_key >= 0)
@@ -110,6 +122,7 @@ class Hooks {
   };
   std::array<std::vector<Entry>, static_cast<int>(Hook::kCount)> fns_;
   std::vector<AttnEdit> edits_;
+  EvalWindow eval_window_;
   std::int64_t pattern_rows_ = std::numeric_limits<std::int64_t>::max();
   std::int64_t stats_rows_ = 0, stats_keys_ = 0;
   bool logits_unused_ = false, stats_entropy_ = true;

@@ -28,7 +28,8 @@ struct RunOutcome {
   GeometryAccumulator geometry;                 // merged over every bucket, in bucket order
   std::map<std::string, at::Tensor> mu;         // μ, μ_head, ᾱ (intervention runs)
   std::vector<std::string> calibration_ids;
-  std::vector<std::string> modes;
+  std::vector<std::string> modes;                                       // SSP modes, then window_eval's variants
+  std::map<std::int64_t, std::map<std::string, at::Tensor>> window_mu;  // by window W: μ, μ_head, ᾱ under it
 };
 
 struct RunTimes {

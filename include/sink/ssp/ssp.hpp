@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 namespace sink {
 
 class Model;
+class MuAccumulator;
 
 enum class SspMode { SspBias, SspDrop, Zero, Random, Exact };
 SspMode parse_ssp_mode(const std::string& s);
@@ -71,5 +73,44 @@ std::pair<double, double> ssp_resid_distance(const at::Tensor& h0, const at::Ten
 std::map<std::string, SspDocResult> ssp_measure(const Model& m, const std::vector<std::int64_t>& ids,
                                                 const SinkBias& b, const std::vector<SspMode>& modes,
                                                 const SspOriginal* original = nullptr);
+
+// ---- Windowed attention without the sink (StreamingLLM's question; docs/metrics.md)
+//
+// Every layer attends to the W most recent keys (absolute positions kept), in one of three
+// variants: no sink key (keep = 0); the first `keep` tokens kept as keys (StreamingLLM's sink
+// tokens); or no sink key and, in the rows where the window hides the sink, μ added (ssp_bias)
+// and the heads' outputs scaled by 1 − ᾱ (ssp_drop), μ and ᾱ fitted under the same window.
+struct WindowVariant {
+  std::int64_t window = 0;
+  std::int64_t keep = 0;
+  std::optional<SspMode> ssp;  // ssp_bias or ssp_drop (keep is then 0)
+  // The mode's name under ssp/: window_w64_keep0, window_w64_keep4, window_w64_ssp_bias.
+  std::string name() const;
+};
+// The variants of intervention.window_eval, window by window: keep values, then the SSP ones.
+std::vector<WindowVariant> window_variants(const std::vector<std::int64_t>& windows,
+                                           const std::vector<std::int64_t>& keep, const std::vector<std::string>& ssp);
+
+// The rows [begin, end) where the evaluation window W hides the sink s from layer l although
+// the layer's own window would show it: i − s ≥ W, and i − s < W_l in a sliding layer.
+std::pair<std::int64_t, std::int64_t> window_hidden_rows(const Model& m, int layer, std::int64_t T, std::int64_t s,
+                                                         std::int64_t W);
+
+// μ, μ per head and ᾱ under the window W: a pass with the window applied and the sink kept as a
+// key (the first s + 1 tokens kept), averaged over window_hidden_rows — what the sink writes
+// into the rows from which the plain window hides it.
+MuAccumulator observe_mu_window(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t sink,
+                                std::int64_t W);
+
+// The hooks of one variant; `b` holds the μ and ᾱ fitted under the variant's window (unused
+// without ssp).
+void install_window(const Model& m, const SinkBias& b, const WindowVariant& v, Hooks& hooks);
+
+// Each variant on one document, scored as ssp_measure scores a mode (the same positions, KL to
+// the full-attention original pass). biases: by window, for the SSP variants.
+std::map<std::string, SspDocResult> window_measure(const Model& m, const std::vector<std::int64_t>& ids,
+                                                   std::int64_t sink, const std::vector<WindowVariant>& variants,
+                                                   const std::map<std::int64_t, SinkBias>& biases,
+                                                   const SspOriginal& original);
 
 }  // namespace sink
