@@ -686,11 +686,20 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   // Pipeline stages per run, resolved and checked before anything is printed or loaded (a refusal
   // is one line, dry run or not). The group is the world when the runs take turns; with a group per
   // run its size comes later, and so does that check.
+  // With a group per run each group is a whole number of pipelines, so a sweep needs at least the
+  // sum of its runs' stage counts; with fewer ranks every run takes the world in turn.
   std::vector<RunStages> stages;
-  const bool whole_world = runs.size() == 1 || world.size() < static_cast<int>(runs.size());
-  for (std::size_t r = 0; r < runs.size(); ++r)
+  int stage_ranks = 0;  // the fewest ranks that give every run its own pipeline
+  for (std::size_t r = 0; r < runs.size(); ++r) {
     stages.push_back(resolve_run_stages(runs[r].rc, runs[r].spec, longest_document(runs[r].docs, runs[r].calib),
-                                        devices[r], whole_world ? world.size() : 0, cfg.path));
+                                        devices[r], 0, cfg.path));
+    stage_ranks += stages.back().stages;
+  }
+  const bool whole_world = runs.size() == 1 || world.size() < stage_ranks;
+  if (whole_world)
+    for (std::size_t r = 0; r < runs.size(); ++r)
+      stages[r] = resolve_run_stages(runs[r].rc, runs[r].spec, longest_document(runs[r].docs, runs[r].calib),
+                                     devices[r], world.size(), cfg.path);
   if (flags.dry_run) {
     if (world.rank() == 0)
       for (std::size_t r = 0; r < runs.size(); ++r) {
@@ -748,24 +757,31 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   });
   world.barrier();
 
-  // ---- groups: one per run when there are enough ranks (sized by cost), else everyone runs them in turn
+  // ---- groups: one per run when there are enough ranks (sized by cost, in whole pipelines), else
+  // everyone runs them in turn. Ranks no whole pipeline can use (a sweep with stages) sit out (color R).
   const int R = static_cast<int>(runs.size());
   std::vector<int> color_of_rank(world.size(), 0);
-  if (world.size() >= R && R > 1) {
+  if (!whole_world) {
     double total = 0;
     for (const auto& p : runs) total += p.cost;
-    std::vector<int> size(R, 1);
-    int left = world.size() - R;
+    std::vector<int> unit(R), size(R);
+    for (int r = 0; r < R; ++r) size[r] = unit[r] = stages[r].stages;
+    const int left = world.size() - stage_ranks;
     std::vector<std::pair<double, int>> rem;
     for (int r = 0; r < R; ++r) {
-      const double want = left * runs[r].cost / total;
-      size[r] += static_cast<int>(want);
+      const double want = left * runs[r].cost / total / unit[r];  // in pipelines
+      size[r] += unit[r] * static_cast<int>(want);
       rem.push_back({want - std::floor(want), r});
     }
     int assigned = 0;
     for (int r = 0; r < R; ++r) assigned += size[r];
     std::sort(rem.begin(), rem.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
-    for (int i = 0; assigned < world.size(); ++i, ++assigned) size[rem[i % R].second]++;
+    for (bool grew = true; grew;) {  // the leftover ranks, a pipeline per run and round, largest remainder first
+      grew = false;
+      for (const auto& [frac, r] : rem)
+        if (assigned + unit[r] <= world.size()) size[r] += unit[r], assigned += unit[r], grew = true;
+    }
+    std::fill(color_of_rank.begin(), color_of_rank.end(), R);
     for (int r = 0, k = 0; r < R; ++r)
       for (int j = 0; j < size[r]; ++j) color_of_rank[k++] = r;
   }
@@ -774,7 +790,7 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
   set_rank_local_phase(true);  // from here an error may be one rank's own (rank_errors.hpp)
   std::vector<int> my_runs;
   for (int r = 0; r < R; ++r)
-    if (world.size() < R || R == 1 ? true : r == color) my_runs.push_back(r);
+    if (whole_world || r == color) my_runs.push_back(r);
 
   const int threads = flags.threads > 0 ? flags.threads
                                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
@@ -952,8 +968,9 @@ int sink_run(const RunFlags& flags, dist::Comm& world) {
     o.device = p.rc.device_map;
     std::vector<int> ran;  // the world ranks that computed this run
     for (int q = 0; q < world.size(); ++q)
-      if (world.size() < R || R == 1 || color_of_rank[q] == r) ran.push_back(q);
+      if (whole_world || color_of_rank[q] == r) ran.push_back(q);
     o.devices = describe_devices(devices[r], ran);
+    o.stages = stages[r].stages;
     o.policy = p.policy;
     o.docs = p.docs;
     o.hashes = p.hashes;

@@ -131,6 +131,7 @@ void write_run(const h5::File& f, const std::string& out_dir, const RunOutcome& 
   g.attr("dtype", o.dtype);
   g.attr("device_map", o.device);
   g.attr("devices", o.devices);
+  g.attr("stages", static_cast<std::int64_t>(o.stages));
   g.attr("sink_policy", o.policy.name);
   g.attr("sink_position", o.policy.position);
   g.attr("sink_token_prepended", o.policy.prepended);

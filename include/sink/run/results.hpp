@@ -22,6 +22,7 @@ struct RunOutcome {
   ModelSpec spec;
   std::string model_path, dtype, device;
   std::string devices;  // the device each rank that ran it used: "cuda:0@node1,cuda:1@node1"
+  int stages = 1;       // pipeline stages of the invocation that completed it (the numbers do not depend on it)
   SinkPolicy policy;
   std::vector<PreparedDoc> docs;
   std::map<std::string, std::string> hashes;   // weights_fingerprint, tokenizer_sha256, eval_sha256, ...
