@@ -339,14 +339,18 @@ std::vector<at::Tensor> Observer::stage_parts(int l0, int l1) {
   return out;
 }
 
-MuAccumulator observe_mu(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t sink) {
-  const auto T = static_cast<std::int64_t>(ids.size());
+ObserveOptions mu_observe_options(std::int64_t sink, std::int64_t T) {
   ObserveOptions o;
   o.sink = sink;
   o.max_tokens_to_calc = T;
   o.basic = o.norms = o.values = o.viz = o.geometry = false;
   o.mu = true;
-  Observer obs(m, o, T);
+  return o;
+}
+
+MuAccumulator observe_mu(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t sink) {
+  const auto T = static_cast<std::int64_t>(ids.size());
+  Observer obs(m, mu_observe_options(sink, T), T);
   Hooks h;
   obs.install(h);
   m.forward(ids, h);

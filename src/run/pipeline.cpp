@@ -639,12 +639,7 @@ DocArrays staged_document(const Model& m, const PreparedDoc& d, std::int64_t j, 
 MuAccumulator staged_mu(const Model& m, const PreparedDoc& d, std::int64_t j, std::int64_t sink, const Stages& st,
                         dist::Transport& xp) {
   const auto T = static_cast<std::int64_t>(d.ids.size());
-  ObserveOptions o;  // as observe_mu
-  o.sink = sink;
-  o.max_tokens_to_calc = T;
-  o.basic = o.norms = o.values = o.viz = o.geometry = false;
-  o.mu = true;
-  Observer obs(m, o, T);
+  Observer obs(m, mu_observe_options(sink, T), T);
   Hooks h;
   obs.install(h);
   (void)stage_pass(m, st, xp, d.ids, j, h, true);

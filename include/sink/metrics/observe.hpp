@@ -77,5 +77,8 @@ class Observer {
 // One calibration document's μ statistics: every position i > sink that sees it under the
 // layer's window, no other metric (the pass SSP's μ is estimated from).
 MuAccumulator observe_mu(const Model& m, const std::vector<std::int64_t>& ids, std::int64_t sink);
+// The options observe_mu observes with (μ's statistics alone, every row of a T-token document):
+// shared with the pipeline stages' calibration pass.
+ObserveOptions mu_observe_options(std::int64_t sink, std::int64_t T);
 
 }  // namespace sink
