@@ -154,10 +154,13 @@ SWEEP = ["llama", "llama3", "mistral", "qwen2", "qwen3", "phi3", "gpt_neox", "gp
 GEMMA3 = "models/gemma-3-270m-q4_k_m.gguf"
 
 
-def sweep_config(tmp, name, stages):
+TWO_LAYERS = {"gpt_neox_seq", "gemma2_w4096"}  # too few layers for 3 stages
+
+
+def sweep_config(tmp, name, stages, families=SWEEP):
     ev = make_eval(tmp / "eval_sweep.jsonl", n=2)
     cal = make_eval(tmp / "cal_sweep.jsonl", start=20, n=2)
-    runs = [{"model": os.path.join(TINY, f), "name": f} for f in SWEEP] + [{"model": GEMMA3, "name": "gemma3_270m"}]
+    runs = [{"model": os.path.join(TINY, f), "name": f} for f in families] + [{"model": GEMMA3, "name": "gemma3_270m"}]
     defaults = dict(eval_jsonl=ev, max_total_tokens=40, max_tokens_to_show=8, max_tokens_to_calc=32,
                     intervention={"modes": ["ssp_bias", "ssp_drop"], "seed": 3, "calibration_jsonl": cal})
     if stages:
@@ -166,12 +169,29 @@ def sweep_config(tmp, name, stages):
         tmp / f"out_{name}" / "results.h5"
 
 
-def test_every_family_and_gemma3_in_two_stages_equal_one_stage(tmp_path):
-    cfg, ref = sweep_config(tmp_path, "one", None)
+@pytest.fixture(scope="module")
+def sweep_one_stage(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    cfg, ref = sweep_config(tmp, "one", None)
     run(cfg, 1)
-    cfg, out = sweep_config(tmp_path, "two", 2)
-    run(cfg, 2)
-    assert_same_data(ref, out)
-    with h5py.File(out) as f:
-        assert sorted(str(f.attrs["runs"]).split(",")) == sorted(SWEEP + ["gemma3_270m"])
-        assert all(f[r].attrs["stages"] == 2 for r in SWEEP)
+    return tmp, ref
+
+
+# One pipeline of 2 stages, one of 3 (the 3-layer families), two pipelines of 2.
+@pytest.mark.parametrize("ranks,stages", [(2, 2), (3, 3), (4, 2)])
+def test_every_family_and_gemma3_in_stages_equal_one_stage(sweep_one_stage, ranks, stages):
+    tmp, ref = sweep_one_stage
+    families = [f for f in SWEEP if stages < 3 or f not in TWO_LAYERS]
+    cfg, out = sweep_config(tmp, f"r{ranks}s{stages}", stages, families)
+    run(cfg, ranks)
+    with h5py.File(ref) as r, h5py.File(out) as f:
+        assert sorted(str(f.attrs["runs"]).split(",")) == sorted(families + ["gemma3_270m"])
+        for name in families + ["gemma3_270m"]:
+            assert f[name].attrs["stages"] == stages
+            a, b = {}, {}
+            r[name].visititems(lambda k, o: a.__setitem__(k, o[()]) if isinstance(o, h5py.Dataset) else None)
+            f[name].visititems(lambda k, o: b.__setitem__(k, o[()]) if isinstance(o, h5py.Dataset) else None)
+            assert sorted(a) == sorted(b), name
+            for k in a:
+                assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, (name, k)
+                assert np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind in "fc"), (name, k)
