@@ -308,7 +308,7 @@ DocArrays Observer::finish() {
     auto a = a_sink_.narrow(2, s + 1, n);                                   // [L, H, n]
     if (o_.geometry) geom_.add_factored(0, 0, a.transpose(1, 2), w_sink_);  // C = a W_sink, every layer at once
     if (o_.mu) mu_.add(0, a, w_sink_);
-  } else if (n > 0) {
+  } else if (n > 0 && (o_.geometry || o_.mu)) {  // (W_O v_s is only kept for them: none without values)
     for (int l = 0; l < L; ++l) {  // one layer at a time: the windows give the layers different rows
       const std::int64_t nv = visible_rows(spec, l, n);
       if (nv == 0) continue;

@@ -116,3 +116,22 @@ def test_mu_from_previous_run_reused(tmp_path):
     with h5py.File(tmp_path / "first" / "results.h5") as a, h5py.File(tmp_path / "again" / "results.h5") as b:
         assert np.array_equal(a["llama/ssp/mu"][()], b["llama/ssp/mu"][()])
         assert np.array_equal(a["llama/ssp/ssp_bias/nll_sum"][()], b["llama/ssp/ssp_bias/nll_sum"][()])
+
+
+@pytest.mark.parametrize("family", ["mistral", "gemma2"])
+def test_windowed_model_without_the_values_step(tmp_path, family):
+    """A model whose windows bind (tiny mistral and gemma2: 16 keys) with steps.values off ran into
+    Observer::finish asking for W_O v_s, which only the values step keeps. The sink scores are those
+    of the same documents with the values step on."""
+    import h5py
+    import numpy as np
+    ev = make_eval(tmp_path / "eval.jsonl", n=2)
+    out = {}
+    for values in (False, True):
+        d = base(tmp_path, eval_jsonl=ev, model=os.path.join(TINY, family), out=str(tmp_path / f"out{values}"),
+                 max_total_tokens=60, max_tokens_to_calc=48,
+                 steps={"basic": True, "norms": True, "values": values, "viz": False})
+        sink_run(write_config(tmp_path / f"c{values}.yaml", **d))
+        with h5py.File(tmp_path / f"out{values}" / "results.h5") as f:
+            out[values] = f[family]["basic/sink_score"][()]
+    assert np.array_equal(out[False], out[True])
