@@ -21,8 +21,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 B=build/asan
-# The torch-free unit-test binaries (tests/{io,tok,config,dist,store,util}/CMakeLists.txt).
-TARGETS=(test_io_gguf test_tok_unit test_config test_dist test_store test_util)
+# The unit-test binaries (tests/{io,tok,config,dist,store,util}/CMakeLists.txt); sink_dist links libtorch
+# for the stage transport (libtorch itself is not instrumented).
+TARGETS=(test_io_gguf test_tok_unit test_config test_dist test_transport test_store test_util)
 
 cmake --preset asan >"$B.configure.log" 2>&1 || { cat "$B.configure.log" >&2; exit 2; }
 cmake --build "$B" --target "${TARGETS[@]}" -j "${SINK_JOBS:-1}"
