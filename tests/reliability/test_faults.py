@@ -14,11 +14,10 @@ import subprocess
 import sys
 
 import h5py
-import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "run"))
-from run_util import BUILD, TINY, make_eval, write_config  # noqa: E402
+from run_util import BUILD, TINY, assert_same_data, make_eval, write_config  # noqa: E402
 
 N_DOCS = 6
 
@@ -40,21 +39,6 @@ def run(cfg, *args, fault=None, mpi=0, timeout=600):
     if fault:
         env["SINK_FAULT"] = fault
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def datasets(path):
-    out = {}
-    with h5py.File(path) as f:
-        assert f.attrs["complete"] == 1
-        f.visititems(lambda k, o: out.__setitem__(k, o[()]) if isinstance(o, h5py.Dataset) else None)
-    return out
-
-
-def assert_same_data(a, b):
-    da, db = datasets(a), datasets(b)
-    assert sorted(da) == sorted(db)
-    for k in da:
-        assert np.array_equal(da[k], db[k], equal_nan=da[k].dtype.kind == "f"), k
 
 
 def error_lines(stderr):

@@ -42,3 +42,25 @@ def reference(model, eval_jsonl, out, policy, P, S, show, max_total):
                     "--layers-to-show", ",".join(map(str, show)), "--max-total-tokens", str(max_total)],
                    check=True, capture_output=True)
     return out
+
+
+def datasets(path, group=None):
+    """Every dataset of a complete results.h5 (or of one run's group), by path."""
+    import h5py
+    out = {}
+    with h5py.File(path) as f:
+        assert f.attrs["complete"] == 1, path
+        g = f[group] if group else f
+        g.visititems(lambda k, o: out.__setitem__(k, o[()]) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def assert_same_data(a, b, group=None):
+    """The two files (or their runs' groups) hold the same datasets, bit for bit."""
+    import numpy as np
+    da, db = datasets(a, group), datasets(b, group)
+    assert sorted(da) == sorted(db), group
+    for k in da:
+        x, y = da[k], db[k]
+        assert x.dtype == y.dtype and x.shape == y.shape, (group, k)
+        assert np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"), (group, k)
