@@ -26,7 +26,8 @@ import h5py
 import numpy as np
 import torch
 import transformers as tf
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_common import add_sink_stats, register_attention  # noqa: E402
 
 
 def random_bias(mu, mu_head, seed, head):
@@ -98,12 +99,7 @@ def main():
             vis = torch.arange(T) > s
             if attention_mask is not None:
                 vis = vis & (attention_mask[0, 0, :T, s] == 0)
-            vs = value[0, :, s].repeat_interleave(H // value.shape[1], 0).double()  # [H, dh]
-            wo = module.o_proj.weight.double().view(-1, H, vs.shape[1])  # [d, H, dh]
-            a_sum = w[0, :, vis, s].double().sum(-1)  # [H]
-            calib["head_sum"][l] += a_sum[:, None] * torch.einsum("dhk,hk->hd", wo, vs)
-            calib["alpha_sum"][l] += a_sum
-            calib["count"][l] += int(vis.sum())
+            add_sink_stats(calib, l, module, value, w, vis, s)
             return out, w
         if mode is None or l not in patched:
             return out, w
@@ -123,13 +119,7 @@ def main():
         out = torch.where(rows.view(1, -1, 1, 1), new, out)
         return out, w
 
-    ALL_ATTENTION_FUNCTIONS.register("sink_ssp_ref", patched_attention)
-    # The patched attention takes the same additive float mask as eager attention.
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-    ALL_MASK_ATTENTION_FUNCTIONS.register("sink_ssp_ref", ALL_MASK_ATTENTION_FUNCTIONS["eager"])
-    model.config._attn_implementation = "sink_ssp_ref"
-    for layer in model.model.layers:
-        layer.self_attn.config._attn_implementation = "sink_ssp_ref"
+    register_attention(model, "sink_ssp_ref", patched_attention)  # the same additive float mask as eager
 
     bias = {"ssp_bias": mu_head.sum(1) if head else mu, "ssp_drop": mu_head.sum(1) if head else mu,
             "zero": torch.zeros_like(mu), "random": random_bias(mu, mu_head, seed, head)}

@@ -25,7 +25,8 @@ import h5py
 import numpy as np
 import torch
 import transformers as tf
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_common import add_sink_stats, register_attention  # noqa: E402
 
 
 def load(model_path, dtype):
@@ -100,25 +101,14 @@ def main():
         rows = (torch.arange(T) - s >= W) & shows_sink  # the rows the window hides the sink from
         state[f"rows{l}"] = rows
         if state["calib"]:  # μ_W statistics from the pass with the sink kept
-            H = query.shape[1]
-            vs = value[0, :, s].repeat_interleave(H // value.shape[1], 0).double()  # [H, dh]
-            wo = module.o_proj.weight.double().view(-1, H, vs.shape[1])  # [d, H, dh]
-            a_sum = w[0, :, rows, s].double().sum(-1)  # [H]
-            calib["head_sum"][l] += a_sum[:, None] * torch.einsum("dhk,hk->hd", wo, vs)
-            calib["alpha_sum"][l] += a_sum
-            calib["count"][l] += int(rows.sum())
+            add_sink_stats(calib, l, module, value, w, rows, s)
         elif state["ssp"] == "ssp_drop" and l in patched:
             alpha = wmu[W][1][l]
             out = out.clone()
             out[:, rows] = out[:, rows] * (1 - alpha).view(1, 1, -1, 1).to(out.dtype)
         return out, w
 
-    ALL_ATTENTION_FUNCTIONS.register("sink_window_ref", windowed_attention)
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-    ALL_MASK_ATTENTION_FUNCTIONS.register("sink_window_ref", ALL_MASK_ATTENTION_FUNCTIONS["eager"])
-    model.config._attn_implementation = "sink_window_ref"
-    for layer in model.model.layers:
-        layer.self_attn.config._attn_implementation = "sink_window_ref"
+    register_attention(model, "sink_window_ref", windowed_attention)
 
     def add_bias(l):
         def hook(mod, inp, out):
