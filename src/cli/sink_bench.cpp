@@ -286,7 +286,8 @@ Weights weights_on(const Weights& w, const at::Device& dev) {
 // many-fold (SmolLM2 at T = 2048 on these tokens: 1e-4 there, 5.5e-7 per layer, ≤ 1e-5 with any
 // one layer patched alone); they are printed as information. Returns the largest difference.
 double check_fused_paths(const Model& fused, const Model& ref, const ObserveOptions& opts,
-                         const std::vector<std::int64_t>& ids, const std::string& label) {
+                         const std::vector<std::int64_t>& ids, const std::vector<std::int64_t>& keep,
+                         const std::string& label) {
   const auto& s = fused.spec();
   const auto T = static_cast<std::int64_t>(ids.size());
   auto observe = [&](const Model& mm) {
@@ -317,7 +318,7 @@ double check_fused_paths(const Model& fused, const Model& ref, const ObserveOpti
     passes.emplace_back(ssp_mode_name(mode), [&, mode](const Model& mm, Hooks& h) { install_ssp(mm, cal, mode, h); });
   SinkBias wcal = cal;
   wcal.set_mu(observe_mu_window(fused, ids, wcal.sink, 64).result());
-  for (const auto& v : window_variants({64}, {0, 4}, {"ssp_bias", "ssp_drop"}))
+  for (const auto& v : window_variants({64}, keep, {"ssp_bias", "ssp_drop"}))
     passes.emplace_back(v.name(), [&, v](const Model& mm, Hooks& h) { install_window(mm, wcal, v, h); });
   for (const auto& [name, install] : passes) {
     std::vector<at::Tensor> input(s.n_layers), out(s.n_layers);
@@ -348,14 +349,14 @@ double check_fused_paths(const Model& fused, const Model& ref, const ObserveOpti
 int body(int argc, char** argv) {
   Args a(argc, argv,
          {"--model", "--random-weights", "--lengths", "--threads", "--dtype", "--reps", "--python", "--device",
-          "--steps", "--windows"},
+          "--steps", "--windows", "--keep"},
          {"--no-hf", "--check-fused", "--count-ops", "--sync-debug", "--help"});
   if (a.has("--help") || a.has("--model") == a.has("--random-weights")) {
     std::cout
         << "usage: sink-bench (--model PATH | --random-weights CONFIG.json) [--lengths 512,2048] [--threads N]\n"
            "                  [--dtype float32|bfloat16] [--reps 3] [--no-hf] [--python PATH] [--device cpu|cuda:N]\n"
-           "                  [--steps basic,norms,values,viz] [--windows 256] [--check-fused] [--count-ops]\n"
-           "                  [--sync-debug]\n";
+           "                  [--steps basic,norms,values,viz] [--windows 256] [--keep 0,1,4]\n"
+           "                  [--check-fused] [--count-ops] [--sync-debug]\n";
     return a.has("--help") ? 0 : kExitBadInput;
   }
   const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency(), 1, 4096));
@@ -410,9 +411,11 @@ int body(int argc, char** argv) {
         throw InputError("--steps", "unknown step '" + x + "' (basic, norms, values, viz)");
   }
   const std::string steps_label = steps.size() == 4 ? "all steps" : a.get_or("--steps", "");
-  // intervention.window_eval's passes: per window, no sink key, 4 kept, ssp_bias and ssp_drop.
-  std::vector<std::int64_t> windows;
+  // intervention.window_eval's passes: per window, each --keep (0: no sink key; k: the first k
+  // tokens kept), then no sink key with ssp_bias and with ssp_drop.
+  std::vector<std::int64_t> windows, keep;
   for (auto W : a.get_ints("--windows", "256", 1, 1 << 24)) windows.push_back(W);
+  for (auto k : a.get_ints("--keep", "0,1,4", 0, 1 << 24)) keep.push_back(k);
   struct Ours {
     int T;
     Measure plain, observe;
@@ -452,13 +455,13 @@ int body(int argc, char** argv) {
       // GPU in float32 also against the explicit path on the CPU, on a copy of the weights.
       LoadOptions eo = opt;
       eo.explicit_attention = true;
-      const double worst = check_fused_paths(*m, Model(m->spec(), m->weights(), eo), observe_options(), ids,
+      const double worst = check_fused_paths(*m, Model(m->spec(), m->weights(), eo), observe_options(), ids, keep,
                                              "explicit attention, " + opt.dtype);
       check_worst = std::max(check_worst, worst);
       if (!meter.dev.is_cpu() && opt.dtype == "float32") {
         eo.device = "cpu";
         const double w = check_fused_paths(*m, Model(m->spec(), weights_on(m->weights(), at::kCPU), eo),
-                                           observe_options(), ids, "explicit attention on the CPU, float32");
+                                           observe_options(), ids, keep, "explicit attention on the CPU, float32");
         check_worst = std::max(check_worst, w);
       }
       std::fflush(stdout);
@@ -476,7 +479,7 @@ int body(int argc, char** argv) {
     std::vector<std::function<void()>> passes = {[&] { m->forward(ids); }, [&] { observe_pass(false); },
                                                  [&] { observe_pass(true); }, ssp_pass(SspMode::SspBias),
                                                  ssp_pass(SspMode::SspDrop)};
-    const auto window_passes = window_variants(windows, {0, 4}, {"ssp_bias", "ssp_drop"});
+    const auto window_passes = window_variants(windows, keep, {"ssp_bias", "ssp_drop"});
     for (const auto& v : window_passes)
       passes.push_back([&, v] {
         Hooks h;
@@ -550,7 +553,7 @@ int body(int argc, char** argv) {
     // On a GPU also the host's time to issue the pass: close to the whole time means the
     // pass waits on the host (launches, or a synchronising call), not on the card.
     auto row = [&](const std::string& label, const Measure& x) {
-      std::printf("  %-34s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain", label.c_str(), x.seconds,
+      std::printf("  %-44s %9.3f s %10.0f tok/s  peak +%8.0f MiB  %6.2fx plain", label.c_str(), x.seconds,
                   T / x.seconds, x.peak_extra_mib, x.seconds / plain.seconds);
       if (!meter.dev.is_cpu()) std::printf("  (issued in %.3f s)", x.issue_seconds);
       std::printf("\n");
@@ -587,11 +590,11 @@ int body(int argc, char** argv) {
       auto js = run_hf(py, model_arg, random, T, threads, opt.dtype, opt.device, reps, mode);
       const double sec = field(js, "seconds"), peak = field(js, "peak_extra_mib");
       if (sec <= 0) {
-        std::printf("  HF %-31s failed: %s\n", hf_label(mode), js.empty() ? "(no output)" : js.c_str());
+        std::printf("  HF %-41s failed: %s\n", hf_label(mode), js.empty() ? "(no output)" : js.c_str());
         continue;
       }
       std::printf(
-          "  HF %-31s %9.3f s %10.0f tok/s  peak +%8.0f MiB  ours plain is %.2fx faster; observation %.2fx "
+          "  HF %-41s %9.3f s %10.0f tok/s  peak +%8.0f MiB  ours plain is %.2fx faster; observation %.2fx "
           "faster, %.2fx less memory\n",
           hf_label(mode), sec, T / sec, peak, sec / plain.seconds, sec / observe.seconds,
           peak / std::max(1.0, observe.peak_extra_mib));
