@@ -362,9 +362,27 @@ int body(int argc, char** argv) {
   const int threads = static_cast<int>(a.get_int("--threads", std::thread::hardware_concurrency(), 1, 4096));
   at::set_num_threads(threads);
   const int reps = static_cast<int>(a.get_int("--reps", 3, 1, 1000000));
-  // Lengths before any weights load: each a real sequence (a forward of 0 tokens is no benchmark).
+  // Every flag before any weights load. Lengths: each a real sequence (a forward of 0 tokens is no
+  // benchmark).
   std::vector<int> lengths;
   for (auto T : a.get_ints("--lengths", "512,2048", 1, 1 << 24)) lengths.push_back(static_cast<int>(T));
+  // Observation steps to run (all by default): to see what each one costs.
+  std::set<std::string> steps;
+  {
+    std::stringstream ss(a.get_or("--steps", "basic,norms,values,viz"));
+    std::string x;
+    while (std::getline(ss, x, ','))
+      if (x == "basic" || x == "norms" || x == "values" || x == "viz")
+        steps.insert(x);
+      else
+        throw InputError("--steps", "unknown step '" + x + "' (basic, norms, values, viz)");
+  }
+  const std::string steps_label = steps.size() == 4 ? "all steps" : a.get_or("--steps", "");
+  // intervention.window_eval's passes: per window, each --keep (0: no sink key; k: the first k
+  // tokens kept), then no sink key with ssp_bias and with ssp_drop.
+  std::vector<std::int64_t> windows, keep;
+  for (auto W : a.get_ints("--windows", "256", 1, 1 << 24)) windows.push_back(W);
+  for (auto k : a.get_ints("--keep", "0,1,4", 0, 1 << 24)) keep.push_back(k);
   LoadOptions opt;
   opt.dtype = a.get_or("--dtype", "float32");
   opt.device = a.get_or("--device", "cpu");
@@ -399,23 +417,6 @@ int body(int argc, char** argv) {
       "median of %d, passes interleaved\n",
       model_arg.c_str(), family_name(s.family), s.n_layers, s.d_model, s.n_heads, params / 1e9, opt.dtype.c_str(),
       opt.device.c_str(), threads, reps);
-  // Observation steps to run (all by default): to see what each one costs.
-  std::set<std::string> steps;
-  {
-    std::stringstream ss(a.get_or("--steps", "basic,norms,values,viz"));
-    std::string x;
-    while (std::getline(ss, x, ','))
-      if (x == "basic" || x == "norms" || x == "values" || x == "viz")
-        steps.insert(x);
-      else
-        throw InputError("--steps", "unknown step '" + x + "' (basic, norms, values, viz)");
-  }
-  const std::string steps_label = steps.size() == 4 ? "all steps" : a.get_or("--steps", "");
-  // intervention.window_eval's passes: per window, each --keep (0: no sink key; k: the first k
-  // tokens kept), then no sink key with ssp_bias and with ssp_drop.
-  std::vector<std::int64_t> windows, keep;
-  for (auto W : a.get_ints("--windows", "256", 1, 1 << 24)) windows.push_back(W);
-  for (auto k : a.get_ints("--keep", "0,1,4", 0, 1 << 24)) keep.push_back(k);
   struct Ours {
     int T;
     Measure plain, observe;

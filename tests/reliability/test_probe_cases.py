@@ -216,6 +216,7 @@ def test_p10_gguf_ranges(tmp_path, key, fmt, value):
     ("sink-bench", ["--random-weights", os.path.join(LLAMA, "config.json"), "--lengths", "-7"], "--lengths"),
     ("sink-bench", ["--random-weights", os.path.join(LLAMA, "config.json"), "--lengths", "64,x"], "--lengths"),
     ("sink-bench", ["--random-weights", os.path.join(LLAMA, "config.json"), "--threads", "abc"], "--threads"),
+    ("sink-bench", ["--random-weights", os.path.join(LLAMA, "config.json"), "--keep", "0,-1"], "--keep"),
     ("sink-lm", ["--model", LLAMA, "--ids", "1,2", "--threads", "2x"], "--threads"),
     ("sink-run", ["CFG", "--threads", "abc"], "--threads"),
     ("sink-run", ["CFG", "--bucket-size", "3x"], "--bucket-size"),
