@@ -105,16 +105,24 @@ def main():
             return out, w
         H = query.shape[1]
         rep = H // value.shape[1]
-        vs = value[:, :, s].repeat_interleave(rep, 1)  # [B, H, dh]
-        a_s = w[:, :, :, s]  # [B, H, T]
         T = out.shape[1]
         rows = torch.arange(T) > s
         if attention_mask is not None:  # additive float mask [B, 1, T, T]: 0 where key s is visible
             rows = rows & (attention_mask[0, 0, :T, s] == 0)
         state[f"rows{l}"] = rows
-        new = out - (a_s.unsqueeze(-1) * vs.unsqueeze(2)).transpose(1, 2)  # Σ_{j≠s} A_ij v_j
+        # Σ_{j≠s} A_ij v_j as a product with key s's column zeroed, not eager out − A_is v_s: with
+        # A_is near 1 that difference cancels to a few float32 digits (and 1 − A_is with it), which
+        # ssp_drop's division by 1 − A_is then magnifies (Gemma 3 past its window: 1e-5 in ppl).
+        w_rest = w.clone()
+        w_rest[:, :, :, s] = 0
+        new = torch.matmul(w_rest, value.repeat_interleave(rep, 1).to(w.dtype)).transpose(1, 2).to(out.dtype)
         if mode == "ssp_drop":
-            scale = ((1 - alpha[l]).view(1, H, 1) / (1 - a_s)).transpose(1, 2).unsqueeze(-1)  # [B, T, H, 1]
+            # 1 − A_is as the other keys' weights, plus the learned sink logit's share where the layer
+            # has one (gpt-oss: eager's weights over the real keys then sum to less than 1).
+            rest = w_rest.sum(-1)
+            if getattr(module, "sinks", None) is not None:
+                rest = rest + (1 - w.sum(-1))
+            scale = ((1 - alpha[l]).view(1, H, 1) / rest).transpose(1, 2).unsqueeze(-1)  # [B, T, H, 1]
             new = new * scale
         out = torch.where(rows.view(1, -1, 1, 1), new, out)
         return out, w
