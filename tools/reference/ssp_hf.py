@@ -11,7 +11,7 @@ Token ids are taken from the evaluation text with HF's tokenizer and the
 run's sink policy. In a patched layer, for queries i > s that see the sink
 (HF's own attention mask for the layer, its sliding window included, is 0 at
 key s; the other rows are left exactly as HF computes them):
-  ssp_bias / zero / random: out_i = Σ_{j≠s} A_ij v_j   (= eager out_i − A_is v_s), then + bias after o_proj
+  ssp_bias / zero / random: out_i = Σ_{j≠s} A_ij v_j   (eager weights, key s zeroed), then + bias after o_proj
   ssp_drop: out_i = (1 − ᾱ_h) Σ_{j≠s} A_ij v_j / (1 − A_is), then + μ after o_proj
 Scores in float64 from HF's logits: NLL, perplexity exp(ΣNLL / Σn) (original/ppl
 and <mode>/ppl attributes) and KL.
